@@ -1,0 +1,196 @@
+"""Application wiring: builds the PTB Application, its shared clients and its handlers.
+
+Shared clients are created in post_init and closed in post_shutdown (as in the PTB
+team's rules-bot); nothing lives in module globals, everything hangs off bot_data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder
+
+from bot.container import SERVICES_KEY, BotServices
+from bot.settings import Settings
+from handlers import commands, guards, housekeeping
+from handlers.conversation import build_conversation
+from handlers.errors import on_error
+from services.dashscope import DashScopeClient, RetryPolicy
+from services.database import Database
+from services.i18n import LANGUAGES, Texts
+from services.images import ImageLimits
+from services.jobs import JobStore
+from services.persistence import SQLitePersistence
+from services.preparer import ImagePreparer
+from services.quota import QuotaPolicy
+from services.ratelimit import SlidingWindowLimiter
+from services.scheduler import SchedulerLimits, TryOnScheduler
+from services.telegram_io import Messenger
+from services.tryon import RunnerConfig, TryOnRunner
+
+log = logging.getLogger(__name__)
+BACKGROUND_KEY = "background_tasks"
+
+PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
+GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    db = Database(settings.database_path)
+    root = settings.telegram_api_base_url
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token)
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .persistence(SQLitePersistence(db))
+        .post_init(_post_init)
+        .post_stop(_post_stop)
+        .post_shutdown(_post_shutdown)
+        .media_write_timeout(60)
+        .read_timeout(15)
+        .job_queue(None)
+        .build()
+    )
+    application.bot_data["settings"] = settings
+    application.bot_data["db"] = db
+    guards.register(application)
+    application.add_handler(build_conversation())
+    commands.register(application)
+    housekeeping.register(application)
+    application.add_error_handler(on_error)
+    return application
+
+
+async def _post_init(application: Application) -> None:  # type: ignore[type-arg]
+    settings: Settings = application.bot_data["settings"]
+    db: Database = application.bot_data["db"]
+    svc = build_services(application, settings, db)
+    application.bot_data[SERVICES_KEY] = svc
+    await set_commands(application, svc.texts)
+    resumed = await svc.runner.resume()
+    sweeper = asyncio.create_task(
+        housekeeping.expire_idle_flows(
+            application, settings.conversation_timeout, settings.sweep_interval
+        )
+    )
+    application.bot_data[BACKGROUND_KEY] = [sweeper]
+    log.info(
+        "Bot @%s ready: model %s, %d try-on(s) resumed",
+        application.bot.username, settings.tryon_model, resumed,
+    )
+
+
+def build_services(
+    application: Application,  # type: ignore[type-arg]
+    settings: Settings,
+    db: Database,
+) -> BotServices:
+    texts = Texts.load()
+    store = JobStore(db)
+    http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        connector=aiohttp.TCPConnector(limit=64),
+    )
+    dashscope = DashScopeClient(
+        http,
+        api_key=settings.dashscope_api_key,
+        base_url=settings.dashscope_http_base_url,
+        model=settings.tryon_model,
+        retry=RetryPolicy(
+            attempts=settings.retry_attempts,
+            base_delay=settings.retry_base_delay,
+            max_delay=max(settings.retry_base_delay, 8.0),
+        ),
+        request_timeout=settings.request_timeout,
+        submit_limiter=SlidingWindowLimiter(settings.submit_qps),
+        query_limiter=SlidingWindowLimiter(settings.query_qps),
+    )
+    messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)
+    preparer = ImagePreparer(
+        messenger,
+        dashscope,
+        store,
+        model=settings.tryon_model,
+        limits=ImageLimits(max_side=settings.max_image_side),
+    )
+    runner_ref: list[TryOnRunner] = []
+    scheduler = TryOnScheduler(
+        SchedulerLimits(max_concurrent=settings.max_concurrent),
+        on_positions=lambda positions: runner_ref[0].on_positions(positions),
+    )
+    runner = TryOnRunner(
+        store=store,
+        preparer=preparer,
+        client=dashscope,
+        scheduler=scheduler,
+        messenger=messenger,
+        texts=texts,
+        config=RunnerConfig(
+            poll_interval=settings.poll_interval,
+            task_deadline=settings.task_deadline,
+            status_interval=settings.status_interval,
+        ),
+    )
+    runner_ref.append(runner)
+    quota = QuotaPolicy(
+        store,
+        user_daily_limit=settings.user_daily_limit,
+        daily_budget=settings.daily_budget,
+        allowed_chats=settings.allowed_chats,
+    )
+    return BotServices(
+        settings=settings,
+        texts=texts,
+        db=db,
+        store=store,
+        http=http,
+        dashscope=dashscope,
+        messenger=messenger,
+        preparer=preparer,
+        scheduler=scheduler,
+        runner=runner,
+        quota=quota,
+        bot_username=application.bot.username or "",
+    )
+
+
+async def set_commands(application: Application, texts: Texts) -> None:  # type: ignore[type-arg]
+    """Command lists per scope and language, so each chat shows the ones that work there."""
+    bot = application.bot
+    scopes: list[tuple[Any, tuple[str, ...]]] = [
+        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
+        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
+    ]
+    try:
+        for scope, names in scopes:
+            for lang in LANGUAGES:
+                commands = [BotCommand(name, texts.get(lang, f"cmd_{name}")) for name in names]
+                await bot.set_my_commands(
+                    commands, scope=scope, language_code=None if lang == "en" else lang
+                )
+    except TelegramError as error:
+        log.warning("Could not set the command menu: %s", error)
+
+
+async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
+    """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
+    for task in application.bot_data.get(BACKGROUND_KEY, []):
+        task.cancel()
+    svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
+    if svc is not None:
+        await svc.runner.stop()
+        log.info("Stopped; unfinished try-ons resume on the next start")
+
+
+async def _post_shutdown(application: Application) -> None:  # type: ignore[type-arg]
+    svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
+    if svc is not None:
+        await svc.http.close()
+    db: Database = application.bot_data["db"]
+    await db.close()

@@ -1,0 +1,478 @@
+"""The try-on conversation: person photo → top → bottom → submit (diagram: conversation.mmd).
+
+Photo steps run with block=False: checking and uploading a photo takes a second or
+two and must not hold up other users; meanwhile the user's own messages reach the
+WAITING handlers. Every step keeps its draft in user_data (persisted), so a restart
+between steps loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.ext import (
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from handlers.common import Context, is_group, lang_of, say, services, t, thread_of
+from handlers.drafts import Draft, drop_draft, load_draft, save_draft
+from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
+from services.dashscope import DashScopeError
+from services.images import ImageRejected
+from services.jobs import InputImage, Job, new_job_id
+from services.quota import Refusal
+from services.replies import CB_AGAIN, CB_NEW, button, callback, parse_callback
+from services.scheduler import QueueFull
+
+log = logging.getLogger(__name__)
+
+PERSON, TOP, BOTTOM, CATEGORY, ME = "person", "top", "bottom", "category", "me"
+END = ConversationHandler.END
+CB_SKIP, CB_CANCEL, CB_CATEGORY, CB_OTHER_PERSON = "skip", "cancel", "cat", "person"
+CB_ME_SET, CB_ME_DELETE = "meset", "medel"
+
+
+# ---- prompts ---------------------------------------------------------------------------
+
+
+def _step_markup(context: Context, update: Update, draft: Draft, step: str) -> InlineKeyboardMarkup:
+    user = update.effective_user
+    assert user is not None
+    lang = draft.lang
+    row = []
+    if step in (TOP, BOTTOM):
+        row.append(button(services(context).texts, lang, "btn_skip", callback(CB_SKIP, user.id)))
+    row.append(button(services(context).texts, lang, "btn_cancel", callback(CB_CANCEL, user.id)))
+    rows = [row]
+    if step == TOP and draft.from_profile:
+        rows.insert(
+            0,
+            [
+                button(
+                    services(context).texts, lang, "btn_other_person",
+                    callback(CB_OTHER_PERSON, user.id),
+                )
+            ],
+        )
+    return InlineKeyboardMarkup(rows)
+
+
+async def ask(update: Update, context: Context, draft: Draft, step: str, note: str = "") -> str:
+    """Prompts for a step. Groups get a ForceReply (privacy mode delivers replies to the
+    bot), private chats get buttons; both mention the typed commands."""
+    text = t(context, draft.lang, f"ask_{step}")
+    if note:
+        text = f"{note}\n\n{text}"
+    await say(
+        update,
+        context,
+        text,
+        markup=None if is_group(update) else _step_markup(context, update, draft, step),
+        force_reply=True,
+        thread_id=draft.thread_id,
+    )
+    return step
+
+
+async def advance(update: Update, context: Context, draft: Draft, note: str = "") -> object:
+    """Asks for the next missing input, or submits when the draft is complete."""
+    chat = update.effective_chat
+    assert chat is not None and context.user_data is not None
+    step = draft.next_step()
+    if step is None:
+        return await submit(update, context, draft)
+    save_draft(context.user_data, chat.id, draft)
+    return await ask(update, context, draft, step, note)
+
+
+# ---- entry points ----------------------------------------------------------------------
+
+
+async def start_flow(update: Update, context: Context, *, greet: bool = False) -> object:
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    assert chat is not None and user is not None and context.user_data is not None
+    svc = services(context)
+    lang = lang_of(update)
+    refusal = await svc.quota.check(user.id)
+    if refusal is not None:
+        drop_draft(context.user_data, chat.id)
+        await say(update, context, refusal_text(context, lang, refusal))
+        return END
+    draft = Draft(lang=lang, thread_id=thread_of(message))
+    if message is not None and update.callback_query is None:
+        draft.last_message_id = message.message_id
+    note = t(context, lang, "greeting") if greet else ""
+    profile = await svc.store.profile(user.id)
+    if profile is not None:
+        draft.put(PERSON, profile)
+        draft.from_profile = True
+        note = "\n\n".join(filter(None, [note, t(context, lang, "using_saved_photo")]))
+    return await advance(update, context, draft, note)
+
+
+async def on_start(update: Update, context: Context) -> object:
+    return await start_flow(update, context, greet=True)
+
+
+async def on_tryon(update: Update, context: Context) -> object:
+    """/tryon; as a reply to a garment photo in the chat it starts with that garment."""
+    message, chat = update.effective_message, update.effective_chat
+    assert message is not None and chat is not None and context.user_data is not None
+    target = message.reply_to_message
+    garment = image_of(target) if target is not None else None
+    if garment is None:
+        return await start_flow(update, context)
+    lang = lang_of(update)
+    refusal = await services(context).quota.check(message.from_user.id if message.from_user else 0)
+    if refusal is not None:
+        await say(update, context, refusal_text(context, lang, refusal))
+        return END
+    draft = Draft(lang=lang, thread_id=thread_of(message), pending_garment=garment)
+    draft.last_message_id = message.message_id
+    save_draft(context.user_data, chat.id, draft)
+    user = update.effective_user
+    assert user is not None
+    texts = services(context).texts
+    kinds = [
+        button(texts, lang, f"btn_kind_{kind}", callback(CB_CATEGORY, user.id, kind))
+        for kind in ("top", "bottom", "dress")
+    ]
+    cancel = button(texts, lang, "btn_cancel", callback(CB_CANCEL, user.id))
+    await say(update, context, t(context, lang, "ask_category"),
+              markup=InlineKeyboardMarkup([kinds, [cancel]]))
+    return CATEGORY
+
+
+async def on_again(update: Update, context: Context) -> object:
+    """'Another garment' under a result: same person, no need to send the photo again."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    await query.answer()
+    parsed = parse_callback(query.data)
+    job = await services(context).store.get(parsed[1]) if parsed else None
+    if job is None:
+        return await start_flow(update, context)
+    draft = Draft(lang=lang_of(update), thread_id=job.thread_id)
+    draft.put(PERSON, job.person)
+    draft.last_message_id = job.request_message_id
+    return await advance(update, context, draft)
+
+
+async def on_new(update: Update, context: Context) -> object:
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    return await start_flow(update, context)
+
+
+# ---- steps -----------------------------------------------------------------------------
+
+
+def current_draft(update: Update, context: Context) -> Draft | None:
+    chat = update.effective_chat
+    assert chat is not None
+    return load_draft(context.user_data, chat.id)
+
+
+async def expired(update: Update, context: Context) -> object:
+    await say(update, context, t(context, lang_of(update), "flow_expired"))
+    return END
+
+
+async def on_photo(update: Update, context: Context) -> object:
+    """A photo at a photo step: check it, upload it, move on. Bad photos change nothing."""
+    message = update.effective_message
+    assert message is not None and context.user_data is not None
+    draft = current_draft(update, context)
+    step = draft.next_step() if draft else None
+    if draft is None or step is None:
+        return await expired(update, context)
+    accepted = await check_photo(update, context, draft, step)
+    if accepted is None:
+        return None
+    draft.put(step, accepted)
+    draft.last_message_id = message.message_id
+    return await advance(update, context, draft)
+
+
+async def check_photo(
+    update: Update, context: Context, draft: Draft, step: str
+) -> InputImage | None:
+    """Downloads, checks and uploads a photo; answers and returns None when it is refused."""
+    message = update.effective_message
+    assert message is not None
+    image = image_of(message)
+    if image is None:
+        await say(update, context, t(context, draft.lang, f"wrong_input_{step}"))
+        return None
+    try:
+        return await services(context).preparer.prepare(image)
+    except ImageRejected as error:
+        await say(update, context, reject_text(context, draft.lang, error))
+        return None
+    except DashScopeError as error:
+        # The photo is fine (it was checked before the upload); the try-on retries the upload.
+        log.warning("Upload deferred for user %s: %s", message.chat_id, error.code)
+        return image
+    except Exception:
+        log.exception("Could not fetch a photo in chat %s", message.chat_id)
+        await say(update, context, t(context, draft.lang, "download_failed"))
+        return None
+
+
+async def on_wrong_input(update: Update, context: Context) -> object:
+    draft = current_draft(update, context)
+    step = draft.next_step() if draft else None
+    if draft is None:
+        return await expired(update, context)
+    key = "wrong_input_category" if draft.pending_garment else f"wrong_input_{step or BOTTOM}"
+    await say(update, context, t(context, draft.lang, key))
+    return None
+
+
+async def on_skip(update: Update, context: Context) -> object:
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    draft = current_draft(update, context)
+    step = draft.next_step() if draft else None
+    if draft is None or step is None:
+        return await expired(update, context)
+    if step == PERSON:
+        await say(update, context, t(context, draft.lang, "cannot_skip_person"))
+        return None
+    if step == BOTTOM and draft.top is None:
+        await say(update, context, t(context, draft.lang, "cannot_skip_both"), force_reply=True)
+        return None
+    draft.put(step, None)
+    return await advance(update, context, draft)
+
+
+async def on_other_person(update: Update, context: Context) -> object:
+    """'Use another photo' when the saved /me photo was picked automatically."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    draft = current_draft(update, context)
+    if draft is None:
+        return await expired(update, context)
+    draft.person, draft.from_profile = None, False
+    draft.decided = [step for step in draft.decided if step != PERSON]
+    return await advance(update, context, draft)
+
+
+async def on_category(update: Update, context: Context) -> object:
+    """'Try this on': the user says what the chosen garment is."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    await query.answer()
+    parsed = parse_callback(query.data)
+    draft = current_draft(update, context)
+    if draft is None or draft.pending_garment is None or parsed is None:
+        return await expired(update, context)
+    kind = parsed[1]
+    garment, draft.pending_garment = draft.pending_garment, None
+    if kind == "bottom":
+        draft.put(BOTTOM, garment)
+    else:
+        draft.put(TOP, garment)
+        if kind == "dress":
+            draft.dress = True
+            draft.put(BOTTOM, None)
+    with_profile = await services(context).store.profile(query.from_user.id)
+    note = ""
+    if with_profile is not None:
+        draft.put(PERSON, with_profile)
+        draft.from_profile = True
+        note = t(context, draft.lang, "using_saved_photo")
+    if query.message is not None and isinstance(query.message, Message):
+        await query.message.edit_reply_markup(None)
+    return await advance(update, context, draft, note)
+
+
+async def on_waiting(update: Update, context: Context) -> object:
+    """Messages while the user's previous photo is still being checked."""
+    message = update.effective_message
+    if message is not None and message.media_group_id is None:
+        await say(update, context, t(context, lang_of(update), "still_checking"))
+    return None
+
+
+async def on_cancel(update: Update, context: Context) -> object:
+    chat = update.effective_chat
+    assert chat is not None
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+        if isinstance(update.callback_query.message, Message):
+            await update.callback_query.message.edit_reply_markup(None)
+    drop_draft(context.user_data, chat.id)
+    await say(update, context, t(context, lang_of(update), "flow_canceled"))
+    return END
+
+
+# ---- /me: the saved person photo -------------------------------------------------------
+
+
+async def on_me(update: Update, context: Context) -> object:
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    lang = lang_of(update)
+    svc = services(context)
+    profile = await svc.store.profile(user.id)
+    if profile is None:
+        return await ask_me_photo(update, context)
+    markup = InlineKeyboardMarkup(
+        [
+            [
+                button(svc.texts, lang, "btn_me_replace", callback(CB_ME_SET, user.id)),
+                button(svc.texts, lang, "btn_me_delete", callback(CB_ME_DELETE, user.id)),
+            ]
+        ]
+    )
+    message = update.effective_message
+    await context.bot.send_photo(
+        chat.id,
+        profile.file_id,
+        caption=t(context, lang, "me_current"),
+        reply_markup=markup,
+        message_thread_id=thread_of(message),
+    )
+    return END
+
+
+async def ask_me_photo(update: Update, context: Context) -> object:
+    chat = update.effective_chat
+    assert chat is not None and context.user_data is not None
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    draft = Draft(lang=lang_of(update), thread_id=thread_of(update.effective_message))
+    save_draft(context.user_data, chat.id, draft)
+    await say(update, context, t(context, draft.lang, "ask_me"), force_reply=True)
+    return ME
+
+
+async def on_me_photo(update: Update, context: Context) -> object:
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    draft = current_draft(update, context) or Draft(lang=lang_of(update))
+    accepted = await check_photo(update, context, draft, PERSON)
+    if accepted is None:
+        return None
+    await services(context).store.save_profile(user.id, accepted)
+    drop_draft(context.user_data, chat.id)
+    await say(update, context, t(context, draft.lang, "me_saved"))
+    return END
+
+
+async def on_me_delete(update: Update, context: Context) -> object:
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    await services(context).store.delete_profile(query.from_user.id)
+    if isinstance(query.message, Message):
+        await query.message.edit_caption(t(context, lang_of(update), "me_deleted"))
+    return END
+
+
+# ---- submitting ------------------------------------------------------------------------
+
+
+def refusal_text(context: Context, lang: str, refusal: Refusal) -> str:
+    hours, rest = divmod(int(refusal.resets_in), 3600)
+    return t(context, lang, f"refused_{refusal.reason}", hours=hours, minutes=rest // 60)
+
+
+async def submit(update: Update, context: Context, draft: Draft) -> object:
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None and draft.person is not None
+    svc = services(context)
+    refusal = await svc.quota.check(user.id)
+    if refusal is not None:
+        drop_draft(context.user_data, chat.id)
+        await say(update, context, refusal_text(context, draft.lang, refusal))
+        return END
+    job = Job(
+        id=new_job_id(),
+        chat_id=chat.id,
+        thread_id=draft.thread_id,
+        user_id=user.id,
+        lang=draft.lang,
+        model=svc.settings.tryon_model,
+        person=draft.person,
+        top=draft.top,
+        bottom=draft.bottom,
+        request_message_id=draft.last_message_id,
+    )
+    try:
+        svc.scheduler.reserve(job.id, user.id)
+    except QueueFull:
+        drop_draft(context.user_data, chat.id)
+        await say(update, context, t(context, draft.lang, "too_many_running"))
+        return END
+    drop_draft(context.user_data, chat.id)
+    try:
+        await svc.runner.launch(job)
+    except BaseException:
+        svc.scheduler.release(job.id)
+        raise
+    return END
+
+
+# ---- wiring ----------------------------------------------------------------------------
+
+
+def _cb(action: str) -> str:
+    return rf"^{action}:"
+
+
+def build_conversation() -> ConversationHandler[Any]:
+    only_messages = filters.UpdateType.MESSAGE
+    step_input = only_messages & INPUT_MESSAGE
+    photo = step_input & PHOTO_INPUT
+    other = step_input & ~filters.COMMAND & ~PHOTO_INPUT
+    photo_step = [
+        MessageHandler(photo, on_photo, block=False),
+        MessageHandler(other, on_wrong_input),
+    ]
+    skip = [
+        CommandHandler("skip", on_skip, filters=only_messages),
+        CallbackQueryHandler(on_skip, pattern=_cb(CB_SKIP)),
+    ]
+    return ConversationHandler(
+        name="tryon",
+        persistent=True,
+        allow_reentry=True,
+        entry_points=[
+            CommandHandler("start", on_start, filters=only_messages & filters.ChatType.PRIVATE),
+            CommandHandler("tryon", on_tryon, filters=only_messages),
+            CommandHandler("me", on_me, filters=only_messages),
+            CallbackQueryHandler(on_again, pattern=_cb(CB_AGAIN)),
+            CallbackQueryHandler(on_new, pattern=_cb(CB_NEW)),
+            CallbackQueryHandler(ask_me_photo, pattern=_cb(CB_ME_SET)),
+            CallbackQueryHandler(on_me_delete, pattern=_cb(CB_ME_DELETE)),
+        ],
+        states={
+            PERSON: [*photo_step, *skip],
+            TOP: [*photo_step, *skip, CallbackQueryHandler(on_other_person, pattern=_cb(CB_OTHER_PERSON))],
+            BOTTOM: [*photo_step, *skip],
+            CATEGORY: [
+                CallbackQueryHandler(on_category, pattern=_cb(CB_CATEGORY)),
+                MessageHandler(step_input & ~filters.COMMAND, on_wrong_input),
+            ],
+            ME: [
+                MessageHandler(photo, on_me_photo, block=False),
+                MessageHandler(other, on_wrong_input),
+            ],
+            ConversationHandler.WAITING: [MessageHandler(step_input, on_waiting)],
+        },
+        fallbacks=[
+            CommandHandler("cancel", on_cancel, filters=only_messages),
+            CallbackQueryHandler(on_cancel, pattern=_cb(CB_CANCEL)),
+        ],
+    )

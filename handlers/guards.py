@@ -1,0 +1,48 @@
+"""Checks that run before any other handler (group -1) and stop an update that must
+not go further: buttons pressed by someone else, anonymous admins, the allowlist."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.constants import ChatID
+from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
+
+from handlers.common import Context, is_group, lang_of, say, services, t
+from services.replies import parse_callback
+
+log = logging.getLogger(__name__)
+GUARD_GROUP = -1
+
+
+async def guard(update: Update, context: Context) -> None:
+    query = update.callback_query
+    user, chat, message = update.effective_user, update.effective_chat, update.effective_message
+    if user is None or chat is None:
+        raise ApplicationHandlerStop  # channel posts, polls…: nothing for this bot
+    lang = lang_of(update)
+    if query is not None:
+        parsed = parse_callback(query.data or "")
+        if parsed is None or parsed[2] != user.id:
+            await query.answer(t(context, lang, "not_your_button"), show_alert=True)
+            raise ApplicationHandlerStop
+    is_command = bool(message and message.text and message.text.startswith("/"))
+    anonymous = user.id == ChatID.ANONYMOUS_ADMIN or (
+        message is not None and message.sender_chat is not None and is_group(update)
+    )
+    if anonymous and message is not None:
+        if is_command:
+            await say(update, context, t(context, lang, "anonymous_admin"))
+        raise ApplicationHandlerStop
+    if not services(context).quota.allowed(chat.id, user.id):
+        log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
+        if query is not None:
+            await query.answer(t(context, lang, "not_allowed"), show_alert=True)
+        elif is_command or not is_group(update):
+            await say(update, context, t(context, lang, "not_allowed"))
+        raise ApplicationHandlerStop
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(TypeHandler(Update, guard), group=GUARD_GROUP)

@@ -1,0 +1,80 @@
+"""Background chores: persisting after every update, expiring idle flows (across
+restarts: PTB does not persist its own conversation timeouts), and group migration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import Application, MessageHandler, TypeHandler, filters
+
+from bot.container import SERVICES_KEY
+from handlers.common import Context, services
+from handlers.drafts import expired_drafts, load_draft, save_draft
+from services.i18n import Texts
+
+log = logging.getLogger(__name__)
+FLUSH_GROUP = 1
+
+
+async def flush(update: Update, context: Context) -> None:
+    """Writes the conversation state and drafts right after each update, instead of
+    waiting for PTB's periodic flush, so a killed process loses as little as possible."""
+    if update.effective_user is not None:
+        context.application.mark_data_for_update_persistence(
+            user_ids=[update.effective_user.id]
+        )
+    await context.application.update_persistence()
+
+
+async def on_migrate(update: Update, context: Context) -> None:
+    """A group became a supergroup: its chat id changed, so move flows and jobs along."""
+    message = update.effective_message
+    if message is None or message.migrate_to_chat_id is None:
+        return
+    old, new = message.chat_id, message.migrate_to_chat_id
+    log.info("Chat %s migrated to %s", old, new)
+    await services(context).store.migrate_chat(old, new)
+    app = context.application
+    for user_id, data in app.user_data.items():
+        draft = load_draft(data, old)
+        if draft is not None:
+            data["flows"].pop(str(old))
+            save_draft(data, new, draft)
+            app.mark_data_for_update_persistence(user_ids=[user_id])
+    for handler_group in app.handlers.values():
+        for handler in handler_group:
+            conversations = getattr(handler, "_conversations", None)
+            if conversations is None:
+                continue
+            for key in [k for k in conversations if k and k[0] == old]:
+                conversations[(new, *key[1:])] = conversations.pop(key)
+
+
+async def expire_idle_flows(app: Application, timeout: float, interval: float) -> None:  # type: ignore[type-arg]
+    """Ends drafts idle for longer than the timeout, with a short note to their user."""
+    texts: Texts = app.bot_data[SERVICES_KEY].texts
+    while True:
+        await asyncio.sleep(interval)
+        now = time.time()
+        for user_id, data in list(app.user_data.items()):
+            for chat_id, draft in expired_drafts(data, timeout, now):
+                data["flows"].pop(str(chat_id), None)
+                app.mark_data_for_update_persistence(user_ids=[user_id])
+                log.info("Flow of user %s in chat %s expired", user_id, chat_id)
+                with contextlib.suppress(TelegramError):
+                    await app.bot.send_message(
+                        chat_id,
+                        texts.get(draft.lang, "flow_timed_out"),
+                        message_thread_id=draft.thread_id,
+                    )
+        await app.update_persistence()
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, on_migrate))
+    application.add_handler(TypeHandler(Update, flush), group=FLUSH_GROUP)

@@ -1,0 +1,442 @@
+"""Validation and normalisation of user images before they are uploaded to DashScope.
+
+aitryon-plus accepts 5 KB–5 MB files with every side in 150..4096 px. Telegram users send
+anything from compressed photos to 48 MP iPhone HEICs, CMYK JPEGs, transparent PNGs and
+animated GIFs, so every input goes through :func:`normalize`, which always produces a
+baseline RGB JPEG within those limits or raises :class:`ImageRejected` with a reason the
+handlers can explain to the user.
+
+:func:`normalize` is synchronous and CPU-bound; callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pillow_heif
+from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "MAX_DOWNLOAD_BYTES",
+    "ImageLimits",
+    "ImageRejected",
+    "NormalizedImage",
+    "RejectReason",
+    "check_file_size",
+    "normalize",
+    "sniff_is_image",
+]
+
+# Registers the "HEIF" format with Pillow (iPhone HEIC photos). AVIF is native in Pillow.
+pillow_heif.register_heif_opener()
+
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+"""Telegram Bot API getFile refuses files larger than this."""
+
+# DashScope's hard per-side limits (reference doc, gotcha 9).
+_API_MIN_SIDE = 150
+_API_MAX_SIDE = 4096
+
+# Only these decoders are ever tried. This keeps e.g. EPS (Ghostscript), PSD or ICO off
+# the attack surface. MPO is how Pillow identifies JPEGs with a multi-picture index
+# (common for phone cameras); it decodes exactly like JPEG.
+_ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+
+_JPEG_QUALITY = 92
+_FALLBACK_QUALITIES = (85, 75, 65, 55)
+_DOWNSCALED_QUALITY = 75
+_DOWNSCALE_STEP = 0.8
+_MAX_COMMENT_BYTES = 65_533  # payload limit of one JPEG COM segment
+_WHITE = (255, 255, 255)
+
+# Exceptions Pillow and its plugins raise for malformed input. Image.open() turns most
+# parser errors into UnidentifiedImageError (an OSError); decoding raises OSError
+# ("image file is truncated", "broken data stream"), SyntaxError, ValueError, EOFError,
+# struct.error, ... pillow_heif maps libheif errors to these as well.
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    RuntimeError,
+    OverflowError,
+    ZeroDivisionError,
+    struct.error,
+)
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+# Python < 3.14 keeps warning filters process-global and catch_warnings() is not
+# thread-safe, so concurrent normalize() calls take turns while the filter is patched.
+# Only Image.open() (header parsing) runs under the lock, never the decode.
+_OPEN_LOCK = threading.Lock()
+
+_SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+class RejectReason(enum.Enum):
+    FILE_TOO_LARGE = "file_too_large"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    CORRUPT = "corrupt"
+    TOO_SMALL = "too_small"
+    TOO_MANY_PIXELS = "too_many_pixels"
+
+
+class ImageRejected(Exception):
+    """The image cannot be used; ``reason`` says why.
+
+    ``width``/``height`` are set when known. For ``TOO_SMALL`` they are the size of the
+    image as displayed (after EXIF rotation, before downscaling).
+    """
+
+    def __init__(
+        self, reason: RejectReason, width: int | None = None, height: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.width = width
+        self.height = height
+        size = f" ({width}x{height})" if width is not None and height is not None else ""
+        super().__init__(f"image rejected: {reason.value}{size}")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits for :func:`normalize`; the defaults satisfy aitryon-plus."""
+
+    max_side: int = 2048
+    min_side: int = _API_MIN_SIDE
+    min_bytes: int = 5 * 1024
+    max_bytes: int = 5 * 1024 * 1024
+    max_pixels: int = 100_000_000
+
+    def __post_init__(self) -> None:
+        if not _API_MIN_SIDE <= self.max_side <= _API_MAX_SIDE:
+            raise ValueError(f"max_side must be in {_API_MIN_SIDE}..{_API_MAX_SIDE}")
+        if not 1 <= self.min_side <= self.max_side:
+            raise ValueError("min_side must be in 1..max_side")
+        if not 0 <= self.min_bytes <= _MAX_COMMENT_BYTES:
+            raise ValueError(f"min_bytes must be in 0..{_MAX_COMMENT_BYTES}")
+        if self.max_bytes < self.min_bytes + 1024:
+            raise ValueError("max_bytes must exceed min_bytes by at least 1 KiB")
+        if self.max_pixels < 1:
+            raise ValueError("max_pixels must be positive")
+
+
+@dataclass(frozen=True)
+class NormalizedImage:
+    data: bytes
+    """A baseline RGB JPEG without metadata."""
+    width: int
+    height: int
+
+
+def check_file_size(file_size: int | None, limit: int = MAX_DOWNLOAD_BYTES) -> None:
+    """Reject a file by its announced size, before downloading it.
+
+    ``None`` (Telegram did not say) is accepted; the download itself is capped elsewhere.
+    """
+    if file_size is not None and file_size > limit:
+        raise ImageRejected(RejectReason.FILE_TOO_LARGE)
+
+
+# ISO-BMFF brands of still images: HEIF/HEIC (incl. sequences) and AVIF.
+_HEIF_MAJOR_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+    | {b"mif1", b"mif2", b"msf1", b"avif", b"avis"}
+)
+_HEIF_COMPATIBLE_BRANDS = frozenset({b"mif1", b"mif2", b"heic", b"heix", b"avif"})
+# BITMAPCOREHEADER, BITMAPINFOHEADER, the two Adobe variants, OS/2 v2, V4 and V5.
+_BMP_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+
+
+def sniff_is_image(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes of a file; 32 are plenty) starts like an image.
+
+    Only magic bytes count: Telegram's mime type and file name come from the sender.
+    """
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):  # TIFF, BigTIFF
+        return True
+    if head.startswith(b"BM"):
+        if len(head) < 18:
+            return len(head) >= 2
+        (dib_size,) = struct.unpack_from("<I", head, 14)
+        return dib_size in _BMP_DIB_HEADER_SIZES
+    if head[4:8] == b"ftyp" and len(head) >= 12:
+        if head[8:12] in _HEIF_MAJOR_BRANDS:
+            return True
+        (box_size,) = struct.unpack_from(">I", head, 0)
+        end = min(len(head), box_size)
+        # major brand, minor version, then compatible brands up to the end of the box
+        return any(head[i : i + 4] in _HEIF_COMPATIBLE_BRANDS for i in range(16, end - 3, 4))
+    return False
+
+
+def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedImage:
+    """Decode ``data`` and re-encode it as a JPEG that DashScope accepts.
+
+    Steps: refuse decompression bombs from the header, decode (JPEGs at a reduced DCT
+    scale when that is still large enough), apply EXIF orientation, take the first frame
+    of animations, convert to RGB (alpha over white, colour profile to sRGB), fit into
+    ``limits.max_side`` and encode within ``limits.min_bytes..limits.max_bytes``.
+    Raises :class:`ImageRejected`; no Pillow exception escapes.
+    """
+    with _open(data) as img:
+        try:
+            return _normalize_open_image(img, limits)
+        except ImageRejected:
+            raise
+        except _BOMB_ERRORS:
+            raise ImageRejected(RejectReason.TOO_MANY_PIXELS, *img.size) from None
+        except _DECODE_ERRORS:
+            raise ImageRejected(RejectReason.CORRUPT) from None
+
+
+@contextmanager
+def _open(data: bytes) -> Iterator[ImageFile.ImageFile]:
+    try:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            # Pillow warns above Image.MAX_IMAGE_PIXELS (~89 MP) and raises above twice
+            # that; both become our TOO_MANY_PIXELS instead of a log line or a crash.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=_ALLOWED_FORMATS)
+    except _BOMB_ERRORS:
+        raise ImageRejected(RejectReason.TOO_MANY_PIXELS) from None
+    except UnidentifiedImageError:
+        # Known magic bytes that no decoder could parse means a damaged header.
+        reason = (
+            RejectReason.CORRUPT if sniff_is_image(data[:32]) else RejectReason.UNSUPPORTED_FORMAT
+        )
+        raise ImageRejected(reason) from None
+    except _DECODE_ERRORS:
+        raise ImageRejected(RejectReason.CORRUPT) from None
+    try:
+        yield img
+    finally:
+        img.close()
+
+
+def _normalize_open_image(img: ImageFile.ImageFile, limits: ImageLimits) -> NormalizedImage:
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageRejected(RejectReason.CORRUPT, width, height)
+    # Header size only, nothing decoded yet.
+    if width * height > limits.max_pixels:
+        raise ImageRejected(RejectReason.TOO_MANY_PIXELS, width, height)
+
+    is_jpeg = img.format in _JPEG_FORMATS
+    if not is_jpeg:
+        # Some formats (PNG) only expose EXIF after decoding; the size is bounded above.
+        img.load()
+    orientation = _exif_orientation(img)
+    swaps_sides = orientation in (5, 6, 7, 8)
+    shown_w, shown_h = (height, width) if swaps_sides else (width, height)
+    target = _fit(shown_w, shown_h, limits.max_side)
+    if min(target) < limits.min_side:
+        raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
+
+    if is_jpeg:
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying >= the final size.
+        # The draft size is in stored (pre-rotation) orientation.
+        img.draft("RGB", (target[1], target[0]) if swaps_sides else target)
+    icc_profile = img.info.get("icc_profile")
+    img.load()
+    if orientation != 1:
+        ImageOps.exif_transpose(img, in_place=True)
+
+    rgb = _to_rgb(img, target)
+    try:
+        if isinstance(icc_profile, bytes) and icc_profile:
+            rgb = _replace(rgb, _to_srgb(rgb, icc_profile))
+        rgb.info = {}  # no EXIF, ICC, comments or XMP in the output
+        return _encode_within_limits(rgb, limits)
+    finally:
+        if rgb is not img:
+            rgb.close()
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except _DECODE_ERRORS:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size of a ``width``×``height`` image scaled down (never up) to fit max_side."""
+    long_side = max(width, height)
+    if long_side <= max_side:
+        return width, height
+    if width >= height:
+        return max_side, max(1, round(height * max_side / width))
+    return max(1, round(width * max_side / height)), max_side
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """Free ``old`` as soon as it has been superseded, to keep peak memory low."""
+    if new is not old:
+        old.close()
+    return new
+
+
+def _to_rgb(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Return an RGB image of ``size``; may return ``img`` itself (then caller owns it)."""
+    try:
+        work = _resizable(img)
+    except ValueError:
+        # e.g. LAB TIFFs: Pillow has no conversion to RGB.
+        raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT, *img.size) from None
+    if work.size != size:
+        resized = work.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if work is not img:
+            work.close()
+        work = resized
+    if work.mode in ("RGBA", "LA"):
+        rgba = work if work.mode == "RGBA" else work.convert("RGBA")
+        flat = Image.new("RGB", work.size, _WHITE)
+        flat.paste(rgba, (0, 0), rgba)  # alpha over white
+        if rgba is not work:
+            rgba.close()
+        if work is not img:
+            work.close()
+        return flat
+    if work.mode != "RGB":
+        converted = work.convert("RGB")  # L, CMYK (incl. Adobe inverted; Pillow handles it)
+        if work is not img:
+            work.close()
+        return converted
+    return work
+
+
+def _resizable(img: Image.Image) -> Image.Image:
+    """Bring ``img`` into a mode LANCZOS can resize, keeping alpha as a real channel.
+
+    Resizing before the conversion to RGB keeps L and CMYK images small in memory.
+    """
+    mode = img.mode
+    if mode in ("RGBA", "LA"):
+        return img
+    if mode in ("RGB", "L", "CMYK") and not img.has_transparency_data:
+        return img
+    if mode.startswith("I") or mode == "F":
+        return _deep_gray_to_l(img)
+    if img.has_transparency_data:  # P/PA palettes, RGB/L with a tRNS colour key, RGBa, La
+        return img.convert("RGBA")
+    if mode == "1":
+        return img.convert("L")
+    return img.convert("RGB")  # P, YCbCr, HSV, ...
+
+
+def _deep_gray_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float grayscale to 8 bit; Pillow's convert("L") only clips."""
+    src = img if img.mode == "F" else img.convert("I")  # from I;16, I;16B, I;16L, I
+    low, high = src.getextrema()
+    assert isinstance(low, (int, float)) and isinstance(high, (int, float))
+    if src.mode == "F" and low >= 0 and high <= 1:
+        scale, offset = 255.0, 0.0
+    elif low >= 0 and high <= 255:
+        scale, offset = 1.0, 0.0
+    elif src.mode != "F" and low >= 0 and high <= 65535:
+        scale, offset = 1 / 257, 0.0  # 16-bit samples
+    else:
+        scale = 255 / (high - low) if high > low else 1.0
+        offset = -low * scale
+    scaled = src.point(lambda v: v * scale + offset)
+    if src is not img:
+        src.close()
+    gray = scaled.convert("L")
+    scaled.close()
+    return gray
+
+
+def _to_srgb(img: Image.Image, icc_profile: bytes) -> Image.Image:
+    """Convert RGB pixels from the embedded profile (e.g. iPhone Display P3) to sRGB.
+
+    The output carries no profile, so without this wide-gamut photos would look dull.
+    A broken or non-RGB profile (CMYK, gray: the pixels were converted naively) is
+    ignored.
+    """
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        if source.profile.xcolor_space != "RGB ":
+            return img
+        converted = ImageCms.profileToProfile(img, source, _SRGB_PROFILE, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return img
+    return converted if converted is not None else img
+
+
+def _encode(img: Image.Image, quality: int, subsampling: str = "4:2:0", pad: int = 0) -> bytes:
+    buf = io.BytesIO()
+    img.save(
+        buf,
+        format="JPEG",
+        quality=quality,
+        optimize=True,
+        progressive=False,
+        subsampling=subsampling,
+        comment=b" " * pad,
+    )
+    return buf.getvalue()
+
+
+def _encode_within_limits(img: Image.Image, limits: ImageLimits) -> NormalizedImage:
+    data = _encode(img, _JPEG_QUALITY)
+
+    if len(data) < limits.min_bytes:
+        # DashScope rejects files under 5 KB, and a flat or tiny image can encode to less.
+        # First spend the bytes on quality; if that is not enough, pad with a JPEG COM
+        # (comment) segment, which decoders skip, so the pixels are unchanged.
+        quality, subsampling = 100, "4:4:4"
+        data = _encode(img, quality, subsampling)
+        if len(data) > limits.max_bytes:  # only with absurdly close limits
+            quality, subsampling = _JPEG_QUALITY, "4:2:0"
+            data = _encode(img, quality, subsampling)
+        pad = 0
+        while len(data) < limits.min_bytes:
+            # The COM segment adds exactly 4 + pad bytes, so this runs once.
+            pad = min(pad + limits.min_bytes - len(data), _MAX_COMMENT_BYTES)
+            data = _encode(img, quality, subsampling, pad)
+            if pad == _MAX_COMMENT_BYTES:
+                break
+        return NormalizedImage(data, *img.size)
+
+    for quality in _FALLBACK_QUALITIES:
+        if len(data) <= limits.max_bytes:
+            break
+        data = _encode(img, quality)
+    if len(data) <= limits.max_bytes:
+        return NormalizedImage(data, *img.size)
+
+    # Even the lowest quality is too big (noise-like content at a large max_side):
+    # shrink in 0.8 steps, always resampling from the full-size image.
+    width, height = img.size
+    min_scale = limits.min_side / min(width, height)
+    scale = 1.0
+    while scale > min_scale:
+        scale = max(scale * _DOWNSCALE_STEP, min_scale)
+        size = (
+            max(limits.min_side, round(width * scale)),
+            max(limits.min_side, round(height * scale)),
+        )
+        with img.resize(size, Image.Resampling.LANCZOS) as smaller:
+            data = _encode(smaller, _DOWNSCALED_QUALITY)
+            if len(data) > limits.max_bytes:
+                data = _encode(smaller, _FALLBACK_QUALITIES[-1])
+        if len(data) <= limits.max_bytes:
+            return NormalizedImage(data, *size)
+    raise ImageRejected(RejectReason.FILE_TOO_LARGE, width, height)

@@ -1,0 +1,288 @@
+"""The try-on jobs table, the upload cache and saved profile photos.
+
+A job row is written before anything costs money and is moved forward at each
+step, so that a restart can tell exactly how far every try-on got.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+
+from services.database import Database
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"  # inputs known; not submitted yet (uploads may be done)
+    SUBMITTING = "submitting"  # submit intent recorded; no task id yet
+    RUNNING = "running"  # DashScope task id stored; polling
+    SUCCEEDED = "succeeded"  # result URL known; not yet accepted by Telegram
+    FAILING = "failing"  # outcome is a failure; the user has not been told yet
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    INTERRUPTED = "interrupted"  # crashed between intent and task id: the user decides
+    RETRIED = "retried"  # failed or interrupted, and the user ran it again as a new job
+
+
+ACTIVE_STATES = (
+    JobState.QUEUED,
+    JobState.SUBMITTING,
+    JobState.RUNNING,
+    JobState.SUCCEEDED,
+    JobState.FAILING,
+)
+# Try-ons that cost (or will cost) money count towards the daily quotas.
+BILLABLE_STATES = (
+    JobState.QUEUED,
+    JobState.SUBMITTING,
+    JobState.RUNNING,
+    JobState.SUCCEEDED,
+    JobState.DELIVERED,
+)
+SLOTS = ("person", "top", "bottom")
+
+
+@dataclass(frozen=True)
+class InputImage:
+    file_id: str
+    unique_id: str
+    file_size: int | None = None
+    url: str | None = None  # oss:// URL once uploaded
+    url_expires_at: float | None = None  # not stored per image: jobs keep the earliest
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    chat_id: int
+    user_id: int
+    lang: str
+    model: str
+    person: InputImage
+    top: InputImage | None = None
+    bottom: InputImage | None = None
+    thread_id: int | None = None
+    request_message_id: int | None = None
+    status_message_id: int | None = None
+    state: JobState = JobState.QUEUED
+    task_id: str | None = None
+    task_status: str | None = None
+    result_url: str | None = None
+    error_kind: str | None = None
+    error_code: str | None = None
+    result_message_id: int | None = None
+    uploads_expire_at: float | None = None
+    created_at: float = field(default_factory=time.time)
+    submit_intent_at: float | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    delivered_at: float | None = None
+
+    def image(self, slot: str) -> InputImage | None:
+        image: InputImage | None = getattr(self, slot)
+        return image
+
+    def inputs(self) -> dict[str, InputImage]:
+        return {slot: img for slot in SLOTS if (img := self.image(slot)) is not None}
+
+
+def utc_day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _row_to_job(row: aiosqlite.Row) -> Job:
+    def image(slot: str) -> InputImage | None:
+        if row[f"{slot}_file_id"] is None:
+            return None
+        return InputImage(
+            file_id=row[f"{slot}_file_id"],
+            unique_id=row[f"{slot}_unique_id"],
+            file_size=row[f"{slot}_file_size"],
+            url=row[f"{slot}_url"],
+        )
+
+    person = image("person")
+    assert person is not None
+    return Job(
+        id=row["id"],
+        chat_id=row["chat_id"],
+        user_id=row["user_id"],
+        lang=row["lang"],
+        model=row["model"],
+        person=person,
+        top=image("top"),
+        bottom=image("bottom"),
+        thread_id=row["thread_id"],
+        request_message_id=row["request_message_id"],
+        status_message_id=row["status_message_id"],
+        state=JobState(row["state"]),
+        task_id=row["task_id"],
+        task_status=row["task_status"],
+        result_url=row["result_url"],
+        error_kind=row["error_kind"],
+        error_code=row["error_code"],
+        result_message_id=row["result_message_id"],
+        uploads_expire_at=row["uploads_expire_at"],
+        created_at=row["created_at"],
+        submit_intent_at=row["submit_intent_at"],
+        submitted_at=row["submitted_at"],
+        finished_at=row["finished_at"],
+        delivered_at=row["delivered_at"],
+    )
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, job: Job) -> Job:
+        columns: dict[str, Any] = {
+            "id": job.id,
+            "chat_id": job.chat_id,
+            "thread_id": job.thread_id,
+            "user_id": job.user_id,
+            "lang": job.lang,
+            "request_message_id": job.request_message_id,
+            "status_message_id": job.status_message_id,
+            "model": job.model,
+            "state": job.state.value,
+            "day": utc_day(job.created_at),
+            "created_at": job.created_at,
+            "updated_at": job.created_at,
+        }
+        for slot, img in job.inputs().items():
+            columns |= {
+                f"{slot}_file_id": img.file_id,
+                f"{slot}_unique_id": img.unique_id,
+                f"{slot}_file_size": img.file_size,
+                f"{slot}_url": img.url,
+            }
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        await self._db.execute(
+            f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
+        )
+        return job
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(row) if row else None
+
+    async def update(self, job: Job, **changes: Any) -> Job:
+        """Writes the given columns and returns the job with them applied."""
+        columns = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in changes.items()}
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        await self._db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+            (*columns.values(), time.time(), job.id),
+        )
+        return replace(job, **changes)
+
+    async def set_uploaded(self, job: Job, slot: str, url: str, expires_at: float) -> Job:
+        image = job.image(slot)
+        assert image is not None
+        earliest = min(expires_at, job.uploads_expire_at or expires_at)
+        await self._db.execute(
+            f"UPDATE jobs SET {slot}_url = ?, uploads_expire_at = ?, updated_at = ? "
+            "WHERE id = ?",
+            (url, earliest, time.time(), job.id),
+        )
+        changes: dict[str, Any] = {slot: replace(image, url=url), "uploads_expire_at": earliest}
+        return replace(job, **changes)
+
+    async def active(self) -> list[Job]:
+        marks = ", ".join("?" for _ in ACTIVE_STATES)
+        rows = await self._db.fetchall(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at",
+            tuple(s.value for s in ACTIVE_STATES),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def active_for(self, chat_id: int, user_id: int) -> list[Job]:
+        marks = ", ".join("?" for _ in ACTIVE_STATES)
+        rows = await self._db.fetchall(
+            f"SELECT * FROM jobs WHERE chat_id = ? AND user_id = ? AND state IN ({marks}) "
+            "ORDER BY created_at",
+            (chat_id, user_id, *(s.value for s in ACTIVE_STATES)),
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def count_billable(self, day: str, user_id: int | None = None) -> int:
+        marks = ", ".join("?" for _ in BILLABLE_STATES)
+        sql = f"SELECT COUNT(*) FROM jobs WHERE day = ? AND state IN ({marks})"
+        params: tuple[Any, ...] = (day, *(s.value for s in BILLABLE_STATES))
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params += (user_id,)
+        row = await self._db.fetchone(sql, params)
+        return int(row[0]) if row else 0
+
+    async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id)
+        )
+
+    async def forget_user(self, user_id: int) -> None:
+        """Removes what identifies the user's images; keeps anonymous counts for quotas."""
+        async with self._db.transaction() as conn:
+            await conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+            await conn.execute(
+                "DELETE FROM jobs WHERE user_id = ? AND state NOT IN (?, ?, ?, ?, ?)",
+                (user_id, *(s.value for s in ACTIVE_STATES)),
+            )
+
+    # Upload cache: a Telegram file already uploaded for this model is not uploaded again.
+    async def cached_upload(
+        self, model: str, unique_id: str, valid_after: float
+    ) -> tuple[str, float] | None:
+        row = await self._db.fetchone(
+            "SELECT url, expires_at FROM uploads "
+            "WHERE model = ? AND file_unique_id = ? AND expires_at > ?",
+            (model, unique_id, valid_after),
+        )
+        return (str(row["url"]), float(row["expires_at"])) if row else None
+
+    async def remember_upload(
+        self, model: str, unique_id: str, url: str, expires_at: float
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO uploads (model, file_unique_id, url, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (model, file_unique_id) DO UPDATE SET url = excluded.url, "
+            "expires_at = excluded.expires_at",
+            (model, unique_id, url, expires_at),
+        )
+
+    async def prune_uploads(self, now: float) -> None:
+        await self._db.execute("DELETE FROM uploads WHERE expires_at <= ?", (now,))
+
+    # Saved person photos (/me).
+    async def profile(self, user_id: int) -> InputImage | None:
+        row = await self._db.fetchone(
+            "SELECT file_id, unique_id, file_size FROM profiles WHERE user_id = ?", (user_id,)
+        )
+        if row is None:
+            return None
+        return InputImage(row["file_id"], row["unique_id"], row["file_size"])
+
+    async def save_profile(self, user_id: int, image: InputImage) -> None:
+        await self._db.execute(
+            "INSERT INTO profiles (user_id, file_id, unique_id, file_size, updated_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+            "file_id = excluded.file_id, unique_id = excluded.unique_id, "
+            "file_size = excluded.file_size, updated_at = excluded.updated_at",
+            (user_id, image.file_id, image.unique_id, image.file_size, time.time()),
+        )
+
+    async def delete_profile(self, user_id: int) -> bool:
+        return await self._db.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)) > 0

@@ -1,0 +1,138 @@
+"""Telegram file → image check → DashScope temporary storage, for one input image.
+
+Used twice: by the conversation as each photo arrives (so a bad photo is refused at
+once and the final submit only waits for the last image), and by the try-on
+pipeline for anything not uploaded yet or whose upload expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from services.dashscope import DashScopeClient, DashScopeError, ErrorKind, UploadPolicy
+from services.images import ImageLimits, ImageRejected, RejectReason, check_file_size
+from services.images import normalize, sniff_is_image
+from services.jobs import InputImage, JobStore
+from services.telegram_io import Messenger
+
+log = logging.getLogger(__name__)
+
+UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
+UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
+
+
+class PolicyCache:
+    """One upload credential shared by all uploads while it is valid (keys are unique)."""
+
+    def __init__(self, client: DashScopeClient) -> None:
+        self._client = client
+        self._policy: UploadPolicy | None = None
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def get(self) -> UploadPolicy:
+        async with self._lock:
+            if self._policy is None or not self._policy.valid_for(30.0):
+                self._policy = await self._client.get_upload_policy()
+                self.fetches += 1
+            return self._policy
+
+    def discard(self, policy: UploadPolicy) -> None:
+        if self._policy is policy:
+            self._policy = None
+
+
+class ImagePreparer:
+    def __init__(
+        self,
+        messenger: Messenger,
+        client: DashScopeClient,
+        store: JobStore,
+        *,
+        model: str,
+        limits: ImageLimits,
+        decode_slots: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._messenger = messenger
+        self._client = client
+        self._store = store
+        self._model = model
+        self._limits = limits
+        self._policies = PolicyCache(client)
+        # Bounds the images held in memory at once (download + decode), whatever the load.
+        self._decode_gate = asyncio.Semaphore(decode_slots)
+        self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
+        self._clock = clock
+        self.uploads = 0
+
+    def usable(self, image: InputImage) -> bool:
+        expires = image.url_expires_at
+        return image.url is not None and expires is not None and expires > (
+            self._clock() + UPLOAD_MARGIN
+        )
+
+    async def prepare(self, image: InputImage) -> InputImage:
+        """Returns the image with a usable oss:// URL; raises ImageRejected or DashScopeError."""
+        if self.usable(image):
+            return image
+        cached = await self._store.cached_upload(
+            self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
+        )
+        if cached:
+            return replace(image, url=cached[0], url_expires_at=cached[1])
+        # Single flight: ten group members trying on one garment upload it once.
+        while (pending := self._in_flight.get(image.unique_id)) is not None:
+            try:
+                shared = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if pending.cancelled():
+                    continue  # the uploader was cancelled (shutdown): take over
+                raise
+            return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
+        future: asyncio.Future[InputImage] = asyncio.get_running_loop().create_future()
+        self._in_flight[image.unique_id] = future
+        try:
+            prepared = await self._download_check_upload(image)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as error:
+            future.set_exception(error)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._in_flight[image.unique_id]
+        future.set_result(prepared)
+        return prepared
+
+    async def _download_check_upload(self, image: InputImage) -> InputImage:
+        check_file_size(image.file_size)
+        async with self._decode_gate:
+            data = await self._messenger.download(image.file_id)
+            check_file_size(len(data))
+            if not sniff_is_image(data[:64]):
+                raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT)
+            normalized = await asyncio.to_thread(normalize, data, self._limits)
+            del data
+        started = self._clock()
+        url = await self._upload(normalized.data)
+        expires = started + UPLOAD_LIFETIME
+        await self._store.remember_upload(self._model, image.unique_id, url, expires)
+        return replace(image, url=url, url_expires_at=expires)
+
+    async def _upload(self, data: bytes) -> str:
+        policy = await self._policies.get()
+        try:
+            url = await self._client.upload(policy, data, "image.jpg")
+        except DashScopeError as error:
+            if error.kind is not ErrorKind.POLICY_EXPIRED:
+                raise
+            self._policies.discard(policy)
+            url = await self._client.upload(await self._policies.get(), data, "image.jpg")
+        self.uploads += 1
+        return url

@@ -1,0 +1,232 @@
+"""Talking to Telegram from background work: downloads, guaranteed sends and cheap edits.
+
+Results and failure notices must never be dropped, so they are retried through
+flood control and network faults. Status edits are a courtesy: they are skipped
+when a group is close to Telegram's ~20 messages/minute limit or under flood wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import logging
+import random
+import time
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from services.images import ImageRejected, RejectReason
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GROUP_LIMIT_PER_MINUTE = 20
+# Sends kept free in a group's minute for prompts, results and failure notices.
+GROUP_RESERVE = 6
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = error.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+class ChatBudget:
+    """Counts what the bot sends to each group in a sliding minute, and flood waits."""
+
+    def __init__(self, per_minute: int = GROUP_LIMIT_PER_MINUTE, window: float = 60.0) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self._sent: dict[int, deque[float]] = {}
+        self._blocked_until: dict[int, float] = {}
+
+    def _recent(self, chat_id: int) -> deque[float]:
+        sent = self._sent.setdefault(chat_id, deque())
+        now = time.monotonic()
+        while sent and now - sent[0] >= self.window:
+            sent.popleft()
+        return sent
+
+    def record(self, chat_id: int) -> None:
+        if chat_id < 0:
+            self._recent(chat_id).append(time.monotonic())
+
+    def block(self, chat_id: int, seconds: float) -> None:
+        self._blocked_until[chat_id] = time.monotonic() + seconds
+
+    def blocked_for(self, chat_id: int) -> float:
+        return max(0.0, self._blocked_until.get(chat_id, 0.0) - time.monotonic())
+
+    def can_spend(self, chat_id: int, reserve: int = GROUP_RESERVE) -> bool:
+        """Whether a non-essential message fits; private chats only check flood waits."""
+        if self.blocked_for(chat_id) > 0:
+            return False
+        if chat_id > 0:
+            return True
+        return len(self._recent(chat_id)) < self.per_minute - reserve
+
+
+class Messenger:
+    def __init__(
+        self,
+        bot: Bot,
+        budget: ChatBudget | None = None,
+        *,
+        max_wait: float = 600.0,
+        base_delay: float = 1.0,
+    ) -> None:
+        self.bot = bot
+        self.budget = budget or ChatBudget()
+        self.max_wait = max_wait
+        self.base_delay = base_delay
+
+    async def guaranteed(self, chat_id: int, send: Callable[[], Awaitable[T]]) -> T:
+        """Retries one send through flood waits and network faults until Telegram accepts it.
+
+        Gives up only on a permanent error (bad request, bot blocked) or after `max_wait`.
+        """
+        deadline = time.monotonic() + self.max_wait
+        attempt = 0
+        while True:
+            wait = self.budget.blocked_for(chat_id)
+            if wait:
+                await asyncio.sleep(wait)
+            try:
+                result = await send()
+            except RetryAfter as error:
+                wait = retry_after_seconds(error)
+                self.budget.block(chat_id, wait)
+                log.warning("Flood control in chat %s: waiting %.1f s", chat_id, wait)
+            except (BadRequest, Forbidden):
+                raise
+            except NetworkError as error:  # includes TimedOut
+                attempt += 1
+                wait = min(30.0, self.base_delay * 2 ** min(attempt, 5)) * random.uniform(0.5, 1)
+                log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
+            else:
+                self.budget.record(chat_id)
+                return result
+            if time.monotonic() + wait > deadline:
+                raise TelegramError("gave up waiting for Telegram")
+            await asyncio.sleep(wait)
+
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> Message:
+        return await self.guaranteed(
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id,
+                text,
+                message_thread_id=thread_id,
+                reply_parameters=_reply(reply_to),
+                reply_markup=markup,
+            ),
+        )
+
+    async def send_photo(
+        self,
+        chat_id: int,
+        photo: bytes,
+        caption: str,
+        *,
+        thread_id: int | None,
+        reply_to: int | None,
+        markup: InlineKeyboardMarkup | None,
+        as_document: bool = False,
+    ) -> Message:
+        async def send() -> Message:
+            if as_document:
+                return await self.bot.send_document(
+                    chat_id,
+                    photo,
+                    filename="tryon.jpg",
+                    caption=caption,
+                    message_thread_id=thread_id,
+                    reply_parameters=_reply(reply_to),
+                    reply_markup=markup,
+                )
+            return await self.bot.send_photo(
+                chat_id,
+                photo,
+                caption=caption,
+                filename="tryon.jpg",
+                message_thread_id=thread_id,
+                reply_parameters=_reply(reply_to),
+                reply_markup=markup,
+            )
+
+        return await self.guaranteed(chat_id, send)
+
+    async def edit_status(self, chat_id: int, message_id: int, text: str) -> bool:
+        """Best effort: skipped (False) when the chat is short of budget or flood-limited."""
+        if not self.budget.can_spend(chat_id):
+            return False
+        try:
+            await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+        except RetryAfter as error:
+            self.budget.block(chat_id, retry_after_seconds(error))
+            return False
+        except BadRequest as error:
+            if "not modified" not in error.message.lower():
+                log.info("Status edit refused in chat %s: %s", chat_id, error.message)
+            return False
+        except (NetworkError, Forbidden):
+            return False
+        self.budget.record(chat_id)
+        return True
+
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        try:
+            await self.bot.delete_message(chat_id, message_id)
+        except TelegramError as error:
+            log.info("Could not delete message %s in chat %s: %s", message_id, chat_id, error)
+
+    async def chat_action(self, chat_id: int, thread_id: int | None) -> None:
+        if not self.budget.can_spend(chat_id, reserve=GROUP_RESERVE * 2):
+            return
+        try:
+            await self.bot.send_chat_action(
+                chat_id, ChatAction.UPLOAD_PHOTO, message_thread_id=thread_id
+            )
+        except TelegramError:
+            return
+        self.budget.record(chat_id)
+
+    async def download(self, file_id: str) -> bytes:
+        """Downloads a Telegram file into memory, retrying transient faults."""
+        attempt = 0
+        while True:
+            try:
+                file = await self.bot.get_file(file_id)
+                return bytes(await file.download_as_bytearray())
+            except BadRequest as error:
+                if "too big" in error.message.lower():
+                    raise ImageRejected(RejectReason.FILE_TOO_LARGE) from None
+                raise
+            except RetryAfter as error:
+                await asyncio.sleep(retry_after_seconds(error))
+            except NetworkError:
+                attempt += 1
+                if attempt >= 4:
+                    raise
+                await asyncio.sleep(self.base_delay * 2**attempt * random.uniform(0.5, 1))
+
+
+def _reply(message_id: int | None) -> ReplyParameters | None:
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)

@@ -82,7 +82,9 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[BACKGROUND_KEY] = [sweeper]
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
-        application.bot.username, settings.tryon_model, resumed,
+        application.bot.username,
+        settings.tryon_model,
+        resumed,
     )
 
 

@@ -44,9 +44,7 @@ class RedactingFilter(logging.Filter):
 def setup_logging(level: str, secrets: Iterable[str]) -> None:
     """Configures the root logger; the filter sits on the handler so every logger is covered."""
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

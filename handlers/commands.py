@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from telegram import Message, Update
@@ -62,8 +63,13 @@ async def on_full_size(update: Update, context: Context) -> None:
     try:
         data = await svc.dashscope.download_result(job.result_url)
     except DashScopeError:
-        await say(update, context, t(context, lang, "full_size_gone"), thread_id=job.thread_id,
-                  reply_to=job.result_message_id)
+        await say(
+            update,
+            context,
+            t(context, lang, "full_size_gone"),
+            thread_id=job.thread_id,
+            reply_to=job.result_message_id,
+        )
         return
     await svc.messenger.guaranteed(
         job.chat_id,
@@ -113,10 +119,8 @@ async def on_retry(update: Update, context: Context) -> None:
     await svc.store.update(old, state=JobState.RETRIED)
     await query.answer()
     if isinstance(query.message, Message):
-        try:
+        with contextlib.suppress(TelegramError):
             await query.message.edit_reply_markup(None)
-        except TelegramError:
-            pass
     try:
         await svc.runner.launch(job)
     except BaseException:

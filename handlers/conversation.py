@@ -55,7 +55,9 @@ def _step_markup(context: Context, update: Update, draft: Draft, step: str) -> I
             0,
             [
                 button(
-                    services(context).texts, lang, "btn_other_person",
+                    services(context).texts,
+                    lang,
+                    "btn_other_person",
                     callback(CB_OTHER_PERSON, user.id),
                 )
             ],
@@ -144,8 +146,12 @@ async def on_tryon(update: Update, context: Context) -> object:
         for kind in ("top", "bottom", "dress")
     ]
     cancel = button(texts, lang, "btn_cancel", callback(CB_CANCEL, user.id))
-    await say(update, context, t(context, lang, "ask_category"),
-              markup=InlineKeyboardMarkup([kinds, [cancel]]))
+    await say(
+        update,
+        context,
+        t(context, lang, "ask_category"),
+        markup=InlineKeyboardMarkup([kinds, [cancel]]),
+    )
     return CATEGORY
 
 
@@ -459,7 +465,11 @@ def build_conversation() -> ConversationHandler[Any]:
         ],
         states={
             PERSON: [*photo_step, *skip],
-            TOP: [*photo_step, *skip, CallbackQueryHandler(on_other_person, pattern=_cb(CB_OTHER_PERSON))],
+            TOP: [
+                *photo_step,
+                *skip,
+                CallbackQueryHandler(on_other_person, pattern=_cb(CB_OTHER_PERSON)),
+            ],
             BOTTOM: [*photo_step, *skip],
             CATEGORY: [
                 CallbackQueryHandler(on_category, pattern=_cb(CB_CATEGORY)),

@@ -74,7 +74,9 @@ def drop_draft(user_data: dict[str, Any] | None, chat_id: int) -> None:
             del user_data["flows"]
 
 
-def expired_drafts(user_data: dict[str, Any], timeout: float, now: float) -> list[tuple[int, Draft]]:
+def expired_drafts(
+    user_data: dict[str, Any], timeout: float, now: float
+) -> list[tuple[int, Draft]]:
     found = []
     for chat, raw in list(user_data.get("flows", {}).items()):
         draft = Draft.from_dict(raw)

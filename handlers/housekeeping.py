@@ -25,9 +25,7 @@ async def flush(update: Update, context: Context) -> None:
     """Writes the conversation state and drafts right after each update, instead of
     waiting for PTB's periodic flush, so a killed process loses as little as possible."""
     if update.effective_user is not None:
-        context.application.mark_data_for_update_persistence(
-            user_ids=[update.effective_user.id]
-        )
+        context.application.mark_data_for_update_persistence(user_ids=[update.effective_user.id])
     await context.application.update_persistence()
 
 
@@ -55,14 +53,14 @@ async def on_migrate(update: Update, context: Context) -> None:
                 conversations[(new, *key[1:])] = conversations.pop(key)
 
 
-async def expire_idle_flows(app: Application, timeout: float, interval: float) -> None:  # type: ignore[type-arg]
+async def expire_idle_flows(app: Application, idle_limit: float, interval: float) -> None:  # type: ignore[type-arg]
     """Ends drafts idle for longer than the timeout, with a short note to their user."""
     texts: Texts = app.bot_data[SERVICES_KEY].texts
     while True:
         await asyncio.sleep(interval)
         now = time.time()
         for user_id, data in list(app.user_data.items()):
-            for chat_id, draft in expired_drafts(data, timeout, now):
+            for chat_id, draft in expired_drafts(data, idle_limit, now):
                 data["flows"].pop(str(chat_id), None)
                 app.mark_data_for_update_persistence(user_ids=[user_id])
                 log.info("Flow of user %s in chat %s expired", user_id, chat_id)

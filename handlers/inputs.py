@@ -33,9 +33,7 @@ class _InputMessage(filters.MessageFilter):
         if message.chat.type == ChatType.PRIVATE:
             return True
         replied = message.reply_to_message
-        return bool(
-            replied and replied.from_user and replied.from_user.id == message.get_bot().id
-        )
+        return bool(replied and replied.from_user and replied.from_user.id == message.get_bot().id)
 
 
 INPUT_MESSAGE = _InputMessage(name="InputMessage")

@@ -409,7 +409,7 @@ class DashScopeClient:
         api_key: str,
         base_url: str,
         model: str,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing is safe
+        retry: RetryPolicy = RetryPolicy(),
         request_timeout: float = 30.0,
         submit_limiter: SlidingWindowLimiter | None = None,
         query_limiter: SlidingWindowLimiter | None = None,
@@ -444,7 +444,9 @@ class DashScopeClient:
         await self._call("upload", "POST", URL(policy.upload_host), body=form, errors=_xml_error)
         return "oss://" + keys[-1]
 
-    async def submit(self, person_url: str, top_url: str | None, bottom_url: str | None) -> TaskState:
+    async def submit(
+        self, person_url: str, top_url: str | None, bottom_url: str | None
+    ) -> TaskState:
         """Creates a task. Raises SubmitOutcomeUnknown if the request may have been received."""
         if not top_url and not bottom_url:
             raise DashScopeError("InvalidGarment", MISSING_GARMENT)
@@ -460,7 +462,11 @@ class DashScopeClient:
                 "parameters": {"resolution": -1, "restore_face": True},
             }
         ).encode()
-        headers = {**self._auth(), "Content-Type": "application/json", "X-DashScope-Async": "enable"}
+        headers = {
+            **self._auth(),
+            "Content-Type": "application/json",
+            "X-DashScope-Async": "enable",
+        }
         if any(url.startswith("oss://") for url in inputs.values()):
             headers["X-DashScope-OssResourceResolve"] = "enable"
         reply = await self._call(
@@ -476,7 +482,11 @@ class DashScopeClient:
 
     async def query(self, task_id: str) -> TaskState:
         reply = await self._call(
-            "query", "GET", self._task_url(task_id), headers=self._auth(), limiter=self._query_limiter
+            "query",
+            "GET",
+            self._task_url(task_id),
+            headers=self._auth(),
+            limiter=self._query_limiter,
         )
         return _parse_task(reply, task_id)
 
@@ -516,7 +526,9 @@ class DashScopeClient:
         return text.replace(self._api_key, "<api-key>") if self._api_key else text
 
     @staticmethod
-    def _upload_form(policy: UploadPolicy, key: str, data: bytes, filename: str) -> aiohttp.FormData:
+    def _upload_form(
+        policy: UploadPolicy, key: str, data: bytes, filename: str
+    ) -> aiohttp.FormData:
         """Fields in the documented order; OSS requires ``file`` to be the last one."""
         form = aiohttp.FormData()
         form.add_field("OSSAccessKeyId", policy.oss_access_key_id)

@@ -28,8 +28,7 @@ class Texts:
     def load(cls) -> Texts:
         folder = resources.files("services") / "locales"
         catalogs = {
-            lang: tomllib.loads((folder / f"{lang}.toml").read_text("utf-8"))
-            for lang in LANGUAGES
+            lang: tomllib.loads((folder / f"{lang}.toml").read_text("utf-8")) for lang in LANGUAGES
         }
         return cls(catalogs)
 

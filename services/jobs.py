@@ -194,8 +194,7 @@ class JobStore:
         assert image is not None
         earliest = min(expires_at, job.uploads_expire_at or expires_at)
         await self._db.execute(
-            f"UPDATE jobs SET {slot}_url = ?, uploads_expire_at = ?, updated_at = ? "
-            "WHERE id = ?",
+            f"UPDATE jobs SET {slot}_url = ?, uploads_expire_at = ?, updated_at = ? WHERE id = ?",
             (url, earliest, time.time(), job.id),
         )
         changes: dict[str, Any] = {slot: replace(image, url=url), "uploads_expire_at": earliest}

@@ -14,8 +14,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from services.dashscope import DashScopeClient, DashScopeError, ErrorKind, UploadPolicy
-from services.images import ImageLimits, ImageRejected, RejectReason, check_file_size
-from services.images import normalize, sniff_is_image
+from services.images import (
+    ImageLimits,
+    ImageRejected,
+    RejectReason,
+    check_file_size,
+    normalize,
+    sniff_is_image,
+)
 from services.jobs import InputImage, JobStore
 from services.telegram_io import Messenger
 
@@ -72,8 +78,10 @@ class ImagePreparer:
 
     def usable(self, image: InputImage) -> bool:
         expires = image.url_expires_at
-        return image.url is not None and expires is not None and expires > (
-            self._clock() + UPLOAD_MARGIN
+        return (
+            image.url is not None
+            and expires is not None
+            and expires > (self._clock() + UPLOAD_MARGIN)
         )
 
     async def prepare(self, image: InputImage) -> InputImage:

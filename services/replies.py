@@ -28,6 +28,7 @@ def parse_callback(data: str) -> tuple[str, str, int] | None:
         return None
     return parts[0], parts[1], int(parts[2])
 
+
 # Failure kinds that a new attempt with the same photos may fix.
 TRANSIENT_FAILURES = frozenset(
     {"throttled", "server_error", "network", "timeout", "unknown", "telegram", "interrupted"}

@@ -177,7 +177,10 @@ class TryOnRunner:
         await self.store.create(job)
         log.info(
             "job %s created: user=%s chat=%s inputs=%s",
-            job.id, job.user_id, job.chat_id, ",".join(job.inputs()),
+            job.id,
+            job.user_id,
+            job.chat_id,
+            ",".join(job.inputs()),
         )
         self._start(job)
         return job
@@ -283,7 +286,9 @@ class TryOnRunner:
             assert image.url is not None and image.url_expires_at is not None
             job = await self.store.set_uploaded(job, slot, image.url, image.url_expires_at)
             job = _with_image(job, slot, image)
-        log.info("job %s: %d upload(s) ready in %.2f s", job.id, len(slots), time.monotonic() - started)
+        log.info(
+            "job %s: %d upload(s) ready in %.2f s", job.id, len(slots), time.monotonic() - started
+        )
         return job
 
     async def _submit(self, job: Job) -> Job:
@@ -304,7 +309,9 @@ class TryOnRunner:
         started = time.monotonic()
         try:
             task = await self.client.submit(
-                _url(job.person), job.top and _url(job.top), job.bottom and _url(job.bottom)
+                _url(job.person),
+                _url(job.top) if job.top else None,
+                _url(job.bottom) if job.bottom else None,
             )
         except SubmitOutcomeUnknown:
             raise
@@ -321,15 +328,19 @@ class TryOnRunner:
         )
         log.info(
             "job %s: submitted as task %s in %.2f s (user %s)",
-            job.id, task.task_id, time.monotonic() - started, job.user_id,
+            job.id,
+            task.task_id,
+            time.monotonic() - started,
+            job.user_id,
         )
         return job
 
     async def _await_task(self, job: Job, ticker: StatusTicker) -> Job:
-        assert job.task_id is not None
+        task_id = job.task_id
+        assert task_id is not None
         deadline = (job.submitted_at or self._clock()) + self.config.task_deadline
         while True:
-            state = await self._query(job.task_id)
+            state = await self._query(task_id)
             if state is not None and state.status != job.task_status:
                 job = await self.store.update(job, task_status=state.status)
                 ticker.set("queued_remote" if state.status == "PENDING" else "generating")
@@ -338,7 +349,7 @@ class TryOnRunner:
                 return await self._finish_task(job, state)
             if self._clock() > deadline:
                 with contextlib.suppress(DashScopeError):
-                    await self.client.cancel(job.task_id)
+                    await self.client.cancel(task_id)
                 raise Failure("timeout")
             await asyncio.sleep(self.config.poll_interval)
 
@@ -356,7 +367,9 @@ class TryOnRunner:
         if state.status == "SUCCEEDED" and state.image_url:
             log.info(
                 "job %s: task %s succeeded after %.1f s",
-                job.id, job.task_id, now - (job.submitted_at or now),
+                job.id,
+                job.task_id,
+                now - (job.submitted_at or now),
             )
             return await self.store.update(
                 job, state=JobState.SUCCEEDED, result_url=state.image_url, finished_at=now
@@ -405,7 +418,9 @@ class TryOnRunner:
         )
         log.info(
             "job %s: result delivered in %.2f s (%.1f s after the last input)",
-            job.id, time.monotonic() - started, self._clock() - job.created_at,
+            job.id,
+            time.monotonic() - started,
+            self._clock() - job.created_at,
         )
         if job.status_message_id is not None:
             await self.messenger.delete(job.chat_id, job.status_message_id)
@@ -415,11 +430,17 @@ class TryOnRunner:
         kind = failure_kind(error)
         code = error.code if isinstance(error, (Failure, DashScopeError)) else None
         if kind == "service_unavailable":
-            log.error("job %s: DashScope refuses the account (%s): check the API key/billing",
-                      job.id, code)
+            log.error(
+                "job %s: DashScope refuses the account (%s): check the API key/billing",
+                job.id,
+                code,
+            )
         # Record the outcome before telling the user, so a crash here re-sends the notice.
         job = await self.store.update(
-            job, state=JobState.FAILING, error_kind=kind, error_code=code,
+            job,
+            state=JobState.FAILING,
+            error_kind=kind,
+            error_code=code,
             finished_at=job.finished_at or self._clock(),
         )
         final = JobState.INTERRUPTED if kind == "interrupted" else JobState.FAILED

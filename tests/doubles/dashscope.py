@@ -118,7 +118,10 @@ OSS_ERRORS = {
     "InvalidArgument": ("Invalid argument.", "0006-00000202"),
     "InvalidPolicyDocument": ("Invalid Policy: Invalid JSON.", "0006-00000203"),
     "EntityTooLarge": ("Your proposed upload exceeds the maximum allowed size.", "0006-00000214"),
-    "EntityTooSmall": ("Your proposed upload is smaller than the minimum allowed size.", "0006-00000215"),
+    "EntityTooSmall": (
+        "Your proposed upload is smaller than the minimum allowed size.",
+        "0006-00000215",
+    ),
     "FileAlreadyExists": (
         "The object you specified already exists and can not be overwritten.",
         "0015-00000101",
@@ -477,7 +480,8 @@ class FakeDashScope:
             ("GET", "/_double/stats", self._stats, "stats"),
         )
         for method, path, handler, name in routes:
-            app.router.add_route(method, path, handler, name=name + ("/" if path[-1] == "/" else ""))
+            suffix = ".slash" if path.endswith("/") else ""  # names must be unique identifiers
+            app.router.add_route(method, path, handler, name=name + suffix)
 
     # -- scripting -------------------------------------------------------------------
 
@@ -567,7 +571,11 @@ class FakeDashScope:
     def statuses(self) -> dict[str, str]:
         return {task_id: task.status for task_id, task in self.tasks.items()}
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 - a plain timeout reads best in tests
+    ) -> None:
         """Returns once ``predicate()`` holds; re-checked on every request and task change."""
         try:
             async with asyncio.timeout(timeout):
@@ -601,7 +609,7 @@ class FakeDashScope:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        endpoint = (request.match_info.route.name or "other").rstrip("/")
+        endpoint = (request.match_info.route.name or "other").split(".")[0]
         self.requests[endpoint] += 1
         record = await self._observe(endpoint, request)
         queue = self._faults.get(endpoint)
@@ -846,7 +854,9 @@ class FakeDashScope:
                 f"  <Location>https://{BUCKET}.oss-cn-beijing.aliyuncs.com/{escape(key)}</Location>\n"
                 f"  <Key>{escape(key)}</Key>\n  <ETag>{escape(etag)}</ETag>\n</PostResponse>\n"
             )
-            return web.Response(status=201, text=body, content_type="application/xml", headers=headers)
+            return web.Response(
+                status=201, text=body, content_type="application/xml", headers=headers
+            )
         return web.Response(status=204, headers=headers)
 
     # -- submit ----------------------------------------------------------------------
@@ -886,7 +896,9 @@ class FakeDashScope:
         inputs = body.get("input")
         if not isinstance(inputs, dict) or not inputs:
             return json_error(400, "BadRequest.EmptyInput")
-        urls = [inputs.get(k) for k in ("person_image_url", "top_garment_url", "bottom_garment_url")]
+        urls = [
+            inputs.get(k) for k in ("person_image_url", "top_garment_url", "bottom_garment_url")
+        ]
         if not isinstance(urls[0], str) or not urls[0]:
             return json_error(400, "InvalidParameter")
         if any(url is not None and not isinstance(url, str) for url in urls[1:]):
@@ -1142,7 +1154,9 @@ class FakeDashScope:
             expires = int(request.query["Expires"])
             signature = request.query["Signature"]
         except (KeyError, ValueError):
-            return xml_error(403, "AccessDenied", "Anonymous access is forbidden for this operation.")
+            return xml_error(
+                403, "AccessDenied", "Anonymous access is forbidden for this operation."
+            )
         expected = _sign(self._result_string_to_sign(task_id, expires).encode())
         if request.query.get("OSSAccessKeyId") != OSS_ACCESS_KEY_ID:
             return xml_error(403, "InvalidAccessKeyId")

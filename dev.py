@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Set-up and run, on a fresh machine with only Python 3.11+:
+
+python3 dev.py bot     # create .venv, install the pinned dependencies, start the bot
+python3 dev.py test    # same set-up plus test tools, then ruff, mypy and pytest
+python3 dev.py bench   # same set-up, then the benchmark (bench/run.py; extra args pass on)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def ensure_env(extras: str) -> None:
+    """Creates the virtualenv and installs the locked dependencies when they changed."""
+    if sys.version_info < (3, 11):  # noqa: UP036 (a clear message on an old Python)
+        sys.exit("Python 3.11 or newer is needed")
+    if not PYTHON.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    lock = ROOT / ("requirements-dev.lock" if extras else "requirements.lock")
+    fingerprint = hashlib.sha256(
+        (ROOT / "requirements.lock").read_bytes()
+        + lock.read_bytes()
+        + (ROOT / "pyproject.toml").read_bytes()
+        + extras.encode()
+    ).hexdigest()
+    stamp = VENV / ".installed"
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        return
+    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(lock)], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
+    stamp.write_text(fingerprint)
+
+
+def run(*args: str) -> int:
+    return subprocess.call([str(PYTHON), *args], cwd=ROOT)
+
+
+def main() -> int:
+    command = sys.argv[1] if len(sys.argv) > 1 else "help"
+    rest = sys.argv[2:]
+    if command == "bot":
+        ensure_env("")
+        return run("-m", "bot", *rest)
+    if command == "test":
+        ensure_env("dev")
+        for step in (("-m", "ruff", "check", "."), ("-m", "mypy")):
+            if code := run(*step):
+                return code
+        return run("-m", "pytest", *rest)
+    if command == "bench":
+        ensure_env("dev")
+        return run("bench/run.py", *rest)
+    print(__doc__)
+    return 0 if command == "help" else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -568,6 +568,11 @@ class FakeDashScope:
     def max_submits_in_window(self, window: float = 1.0) -> int:
         return _max_in_window([record["time"] for record in self.submits], window)
 
+    @property
+    def queued_for_slot(self) -> int:
+        """PENDING tasks past their queueing time, held back only by max_concurrent."""
+        return len(self._waiting)
+
     def statuses(self) -> dict[str, str]:
         return {task_id: task.status for task_id, task in self.tasks.items()}
 
@@ -706,15 +711,20 @@ class FakeDashScope:
             self.throttled["policy"] += 1
             return json_error(429, "Throttling.RateQuota")
         request_id = _uuid()
+        return _json(200, {"data": self.issue_policy(model, request_id), "request_id": request_id})
+
+    def issue_policy(
+        self, model: str, request_id: str = "", *, max_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """getPolicy's ``data``: a signed credential for uploads under a fresh ``upload_dir``."""
         now = self.clock()
-        upload_dir = (
-            f"dashscope-instant/{ACCOUNT_HASH}/{datetime.fromtimestamp(now, UTC):%Y-%m-%d}/"
-            f"{request_id}"
-        )
-        policy = self._policy_document(upload_dir, now + self.policy_ttl)
+        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        upload_dir = f"dashscope-instant/{ACCOUNT_HASH}/{day}/{request_id or _uuid()}"
+        limit = MAX_FILE_SIZE_MB * 1024 * 1024 if max_bytes is None else max_bytes
+        policy = self._policy_document(upload_dir, now + self.policy_ttl, limit)
         self._issued[policy] = model
         ttl = self.policy_ttl
-        data = {
+        return {
             "policy": policy,
             "signature": _sign(policy.encode()),
             "upload_dir": upload_dir,
@@ -726,15 +736,14 @@ class FakeDashScope:
             "x_oss_object_acl": "private",
             "x_oss_forbid_overwrite": "true",
         }
-        return _json(200, {"data": data, "request_id": request_id})
 
     @staticmethod
-    def _policy_document(upload_dir: str, expires_at: float) -> str:
+    def _policy_document(upload_dir: str, expires_at: float, max_bytes: int) -> str:
         expiration = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
         document = {
             "expiration": expiration[:-3] + "Z",
             "conditions": [
-                ["content-length-range", 0, MAX_FILE_SIZE_MB * 1024 * 1024],
+                ["content-length-range", 0, max_bytes],
                 ["starts-with", "$key", upload_dir],
                 {"bucket": BUCKET},
                 {"x-oss-object-acl": "private"},

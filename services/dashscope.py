@@ -586,6 +586,8 @@ class DashScopeClient:
                 await limiter.acquire()
             try:
                 reply = await self._once(endpoint, method, url, headers, body)
+            except aiohttp.InvalidURL as exc:
+                raise DashScopeError(CODE_MALFORMED, f"invalid URL: {exc}") from None
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 error = self._transport_error(CODE_NETWORK, exc)
             except (aiohttp.ClientError, TimeoutError) as exc:

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import pillow_heif
 from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
@@ -45,15 +46,16 @@ _API_MIN_SIDE = 150
 _API_MAX_SIDE = 4096
 
 # Only these decoders are ever tried. This keeps e.g. EPS (Ghostscript), PSD or ICO off
-# the attack surface. MPO is how Pillow identifies JPEGs with a multi-picture index
-# (common for phone cameras); it decodes exactly like JPEG.
-_ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
+# the attack surface. The JPEG opener also returns MPO images (JPEGs with a multi-picture
+# index, common from phone cameras), which decode exactly like JPEG.
+_ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "HEIF", "AVIF")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 
 _JPEG_QUALITY = 92
 _FALLBACK_QUALITIES = (85, 75, 65, 55)
 _DOWNSCALED_QUALITY = 75
 _DOWNSCALE_STEP = 0.8
+_OPTIMIZE_MAX_GAIN = 1.2
 _MAX_COMMENT_BYTES = 65_533  # payload limit of one JPEG COM segment
 _WHITE = (255, 255, 255)
 
@@ -107,6 +109,10 @@ class ImageRejected(Exception):
         self.height = height
         size = f" ({width}x{height})" if width is not None and height is not None else ""
         super().__init__(f"image rejected: {reason.value}{size}")
+
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[RejectReason, int | None, int | None]]:
+        # Survives pickling, e.g. if normalize() is ever moved to a process pool.
+        return type(self), (self.reason, self.width, self.height)
 
 
 @dataclass(frozen=True)
@@ -196,13 +202,19 @@ def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedIma
     """
     with _open(data) as img:
         try:
-            return _normalize_open_image(img, limits)
+            target = _decode(img, limits)
         except ImageRejected:
             raise
         except _BOMB_ERRORS:
             raise ImageRejected(RejectReason.TOO_MANY_PIXELS, *img.size) from None
         except _DECODE_ERRORS:
-            raise ImageRejected(RejectReason.CORRUPT) from None
+            raise ImageRejected(RejectReason.CORRUPT, *img.size) from None
+        try:
+            return _convert_and_encode(img, target, limits)
+        except (OSError, ValueError):
+            # The pixels are already in memory, so this is a mode Pillow cannot convert
+            # (e.g. LAB TIFF). Other exceptions here would be bugs and are not masked.
+            raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT, *img.size) from None
 
 
 @contextmanager
@@ -229,7 +241,11 @@ def _open(data: bytes) -> Iterator[ImageFile.ImageFile]:
         img.close()
 
 
-def _normalize_open_image(img: ImageFile.ImageFile, limits: ImageLimits) -> NormalizedImage:
+def _decode(img: ImageFile.ImageFile, limits: ImageLimits) -> tuple[int, int]:
+    """Check the size, decode the first frame and apply EXIF orientation, in place.
+
+    Returns the final (displayed, downscaled) size.
+    """
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageRejected(RejectReason.CORRUPT, width, height)
@@ -252,20 +268,24 @@ def _normalize_open_image(img: ImageFile.ImageFile, limits: ImageLimits) -> Norm
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying >= the final size.
         # The draft size is in stored (pre-rotation) orientation.
         img.draft("RGB", (target[1], target[0]) if swaps_sides else target)
-    icc_profile = img.info.get("icc_profile")
-    img.load()
+        img.load()
     if orientation != 1:
         ImageOps.exif_transpose(img, in_place=True)
+    return target
 
-    rgb = _to_rgb(img, target)
+
+def _convert_and_encode(
+    img: Image.Image, size: tuple[int, int], limits: ImageLimits
+) -> NormalizedImage:
+    icc_profile = img.info.get("icc_profile")
+    rgb = _to_rgb(img, size)  # frees the full-size decoded pixels as soon as it can
     try:
         if isinstance(icc_profile, bytes) and icc_profile:
             rgb = _replace(rgb, _to_srgb(rgb, icc_profile))
         rgb.info = {}  # no EXIF, ICC, comments or XMP in the output
         return _encode_within_limits(rgb, limits)
     finally:
-        if rgb is not img:
-            rgb.close()
+        rgb.close()
 
 
 def _exif_orientation(img: Image.Image) -> int:
@@ -294,32 +314,18 @@ def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
 
 
 def _to_rgb(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Return an RGB image of ``size``; may return ``img`` itself (then caller owns it)."""
-    try:
-        work = _resizable(img)
-    except ValueError:
-        # e.g. LAB TIFFs: Pillow has no conversion to RGB.
-        raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT, *img.size) from None
-    if work.size != size:
-        resized = work.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        if work is not img:
-            work.close()
-        work = resized
-    if work.mode in ("RGBA", "LA"):
-        rgba = work if work.mode == "RGBA" else work.convert("RGBA")
-        flat = Image.new("RGB", work.size, _WHITE)
-        flat.paste(rgba, (0, 0), rgba)  # alpha over white
-        if rgba is not work:
-            rgba.close()
-        if work is not img:
-            work.close()
-        return flat
-    if work.mode != "RGB":
-        converted = work.convert("RGB")  # L, CMYK (incl. Adobe inverted; Pillow handles it)
-        if work is not img:
-            work.close()
-        return converted
-    return work
+    """An RGB image of ``size``. Takes ownership of ``img``: it is closed once superseded."""
+    img = _replace(img, _resizable(img))
+    if img.size != size:
+        img = _replace(img, img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    if img.mode in ("RGBA", "LA"):
+        if img.mode == "LA":
+            img = _replace(img, img.convert("RGBA"))
+        flat = Image.new("RGB", img.size, _WHITE)
+        flat.paste(img, (0, 0), img)  # alpha over white
+        return _replace(img, flat)
+    # L, CMYK (Adobe inverted CMYK is already un-inverted by the JPEG decoder)
+    return _replace(img, img.convert("RGB")) if img.mode != "RGB" else img
 
 
 def _resizable(img: Image.Image) -> Image.Image:
@@ -338,66 +344,90 @@ def _resizable(img: Image.Image) -> Image.Image:
         return img.convert("RGBA")
     if mode == "1":
         return img.convert("L")
-    return img.convert("RGB")  # P, YCbCr, HSV, ...
+    return img.convert("RGB")  # P, YCbCr, HSV, ...; ValueError for e.g. LAB
 
 
 def _deep_gray_to_l(img: Image.Image) -> Image.Image:
     """16/32-bit integer or float grayscale to 8 bit; Pillow's convert("L") only clips."""
     src = img if img.mode == "F" else img.convert("I")  # from I;16, I;16B, I;16L, I
-    low, high = src.getextrema()
-    assert isinstance(low, (int, float)) and isinstance(high, (int, float))
-    if src.mode == "F" and low >= 0 and high <= 1:
-        scale, offset = 255.0, 0.0
-    elif low >= 0 and high <= 255:
-        scale, offset = 1.0, 0.0
-    elif src.mode != "F" and low >= 0 and high <= 65535:
-        scale, offset = 1 / 257, 0.0  # 16-bit samples
-    else:
-        scale = 255 / (high - low) if high > low else 1.0
-        offset = -low * scale
-    scaled = src.point(lambda v: v * scale + offset)
-    if src is not img:
-        src.close()
-    gray = scaled.convert("L")
-    scaled.close()
-    return gray
+    try:
+        if img.mode.startswith("I;16"):
+            scale, offset = 1 / 257, 0.0
+        else:
+            low, high = cast("tuple[float, float]", src.getextrema())
+            if src.mode == "F" and low >= 0 and high <= 1:
+                scale, offset = 255.0, 0.0
+            elif low >= 0 and high <= 255:
+                scale, offset = 1.0, 0.0
+            elif src.mode == "I" and low >= 0 and high <= 65535:
+                scale, offset = 1 / 257, 0.0  # 16-bit samples in a 32-bit mode
+            else:
+                scale = 255 / (high - low) if high > low else 1.0
+                offset = -low * scale
+        with src.point(lambda v: v * scale + offset) as scaled:
+            return scaled.convert("L")
+    finally:
+        if src is not img:
+            src.close()
 
 
 def _to_srgb(img: Image.Image, icc_profile: bytes) -> Image.Image:
     """Convert RGB pixels from the embedded profile (e.g. iPhone Display P3) to sRGB.
 
-    The output carries no profile, so without this wide-gamut photos would look dull.
-    A broken or non-RGB profile (CMYK, gray: the pixels were converted naively) is
-    ignored.
+    The output carries no profile, so without this wide-gamut photos would look dull
+    and the garment colour would be off. A broken or non-RGB profile (CMYK, gray: those
+    pixels were converted naively) is ignored.
     """
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         if source.profile.xcolor_space != "RGB ":
             return img
+        if "sRGB" in (source.profile.profile_description or ""):
+            return img  # already sRGB: skip a ~0.1 s no-op transform
         converted = ImageCms.profileToProfile(img, source, _SRGB_PROFILE, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return img
     return converted if converted is not None else img
 
 
-def _encode(img: Image.Image, quality: int, subsampling: str = "4:2:0", pad: int = 0) -> bytes:
+def _encode(
+    img: Image.Image,
+    quality: int,
+    subsampling: str = "4:2:0",
+    pad: int = 0,
+    *,
+    optimize: bool = True,
+) -> bytes:
     buf = io.BytesIO()
     img.save(
         buf,
         format="JPEG",
         quality=quality,
-        optimize=True,
+        optimize=optimize,
         progressive=False,
         subsampling=subsampling,
-        comment=b" " * pad,
+        comment=b" " * pad,  # also keeps a source JPEG/GIF comment from being copied
     )
     return buf.getvalue()
 
 
-def _encode_within_limits(img: Image.Image, limits: ImageLimits) -> NormalizedImage:
-    data = _encode(img, _JPEG_QUALITY)
+def _encode_fitting(img: Image.Image, quality: int, max_bytes: int) -> bytes | None:
+    """The optimised encoding at ``quality`` if it fits ``max_bytes``, else None.
 
-    if len(data) < limits.min_bytes:
+    Huffman optimisation costs ~3x the encoding time but only saves 5-15%, so a cheap
+    unoptimised probe rules out hopeless qualities first.
+    """
+    probe = _encode(img, quality, optimize=False)
+    if len(probe) > max_bytes * _OPTIMIZE_MAX_GAIN:
+        return None
+    data = _encode(img, quality)
+    return data if len(data) <= max_bytes else None
+
+
+def _encode_within_limits(img: Image.Image, limits: ImageLimits) -> NormalizedImage:
+    data = _encode_fitting(img, _JPEG_QUALITY, limits.max_bytes)
+
+    if data is not None and len(data) < limits.min_bytes:
         # DashScope rejects files under 5 KB, and a flat or tiny image can encode to less.
         # First spend the bytes on quality; if that is not enough, pad with a JPEG COM
         # (comment) segment, which decoders skip, so the pixels are unchanged.
@@ -415,12 +445,12 @@ def _encode_within_limits(img: Image.Image, limits: ImageLimits) -> NormalizedIm
                 break
         return NormalizedImage(data, *img.size)
 
-    for quality in _FALLBACK_QUALITIES:
-        if len(data) <= limits.max_bytes:
-            break
-        data = _encode(img, quality)
-    if len(data) <= limits.max_bytes:
+    if data is not None:
         return NormalizedImage(data, *img.size)
+    # Too big: lower the quality step by step.
+    for quality in _FALLBACK_QUALITIES:
+        if fitting := _encode_fitting(img, quality, limits.max_bytes):
+            return NormalizedImage(fitting, *img.size)
 
     # Even the lowest quality is too big (noise-like content at a large max_side):
     # shrink in 0.8 steps, always resampling from the full-size image.
@@ -434,9 +464,7 @@ def _encode_within_limits(img: Image.Image, limits: ImageLimits) -> NormalizedIm
             max(limits.min_side, round(height * scale)),
         )
         with img.resize(size, Image.Resampling.LANCZOS) as smaller:
-            data = _encode(smaller, _DOWNSCALED_QUALITY)
-            if len(data) > limits.max_bytes:
-                data = _encode(smaller, _FALLBACK_QUALITIES[-1])
-        if len(data) <= limits.max_bytes:
-            return NormalizedImage(data, *size)
+            for quality in (_DOWNSCALED_QUALITY, _FALLBACK_QUALITIES[-1]):
+                if fitting := _encode_fitting(smaller, quality, limits.max_bytes):
+                    return NormalizedImage(fitting, *size)
     raise ImageRejected(RejectReason.FILE_TOO_LARGE, width, height)

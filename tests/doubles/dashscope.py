@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
 from aiohttp import BodyPartReader, web
@@ -151,6 +151,7 @@ _DEFAULT_XML_ERROR = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TASK_ID = web.RequestKey("task_id", str)  # set by the submit handler for the middleware
 
 
 class _Rejected(Exception):
@@ -412,6 +413,7 @@ class FakeDashScope:
         self._waiting: deque[FakeTask] = deque()
         self._running: set[str] = set()
         self._changed = asyncio.Event()
+        self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._origin = ""
 
@@ -430,6 +432,7 @@ class FakeDashScope:
         self._origin = f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     async def close(self) -> None:
+        self._closing.set()
         runners = [t.runner for t in self.tasks.values() if t.runner and not t.runner.done()]
         for runner in runners:
             runner.cancel()
@@ -579,7 +582,7 @@ class FakeDashScope:
     async def wait_for(
         self,
         predicate: Callable[[], bool],
-        timeout: float = 5.0,  # noqa: ASYNC109 - a plain timeout reads best in tests
+        timeout: float = 5.0,
     ) -> None:
         """Returns once ``predicate()`` holds; re-checked on every request and task change."""
         try:
@@ -624,10 +627,11 @@ class FakeDashScope:
         except _Dropped:
             raise asyncio.CancelledError from None  # aiohttp then closes without replying
         finally:
+            if record is not None:
+                record["task_id"] = request.get(TASK_ID)  # also when the reply is dropped
             self._notify()
         if record is not None:
             record["status"] = response.status
-            record["task_id"] = request.get("task_id")
         return response
 
     async def _observe(self, endpoint: str, request: web.Request) -> dict[str, Any] | None:
@@ -667,7 +671,8 @@ class FakeDashScope:
             return self._fault_response(endpoint, fault)
         if fault.action == "delay":
             response = await handler(request)
-            await asyncio.sleep(fault.seconds)
+            with contextlib.suppress(TimeoutError):  # cut short by close()
+                await asyncio.wait_for(self._closing.wait(), fault.seconds)
             return response
         if fault.process:
             await handler(request)
@@ -886,7 +891,7 @@ class FakeDashScope:
         if problem is not None:
             return problem
         task = self._create_task(body, request)
-        request["task_id"] = task.task_id
+        request[TASK_ID] = task.task_id
         return _json(
             200,
             {
@@ -1027,7 +1032,7 @@ class FakeDashScope:
             return stored.data
         prefix = self._origin + "/"
         if url.startswith(prefix + "files/"):
-            data = self.files.get(url.removeprefix(prefix + "files/").split("?")[0])
+            data = self.files.get(unquote(url.removeprefix(prefix + "files/").split("?")[0]))
             if data is not None:
                 return data
         if url.startswith(prefix + "results/"):

@@ -56,9 +56,7 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
 )
-QUERY_TOO_OLD = (
-    "Bad Request: query is too old and response timeout expired or query ID is invalid"
-)
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 CONFLICT_POLLING = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
@@ -183,7 +181,7 @@ class UploadedFile:
 
 @dataclass
 class Call:
-    """One Bot API request. `time` is `time.monotonic()` at arrival."""
+    """One Bot API request. `time` is `FakeTelegram.clock()` at arrival."""
 
     method: str
     params: JSON
@@ -393,8 +391,8 @@ class _TelegramHTML(HTMLParser):
         open_tag, start, entity = self.stack.pop()
         if open_tag != tag:
             raise _parse_error(
-                f'Unmatched end tag at byte offset {self._byte_offset()}, expected "</{open_tag}>", '
-                f'found "</{tag}>"'
+                f"Unmatched end tag at byte offset {self._byte_offset()}, "
+                f'expected "</{open_tag}>", found "</{tag}>"'
             )
         inside_pre = tag == "code" and self.stack and self.stack[-1][0] == "pre"
         if self.length > start and not inside_pre:
@@ -447,12 +445,18 @@ def _parse_markdown_v2(source: str) -> tuple[str, list[JSON]]:
             i += 2
             continue
         if code:
-            marker = stack[-1][0]
-            if source.startswith(marker, i):
+            code_marker = stack[-1][0]
+            if source.startswith(code_marker, i):
                 _, start, _ = stack.pop()
                 if length > start:
-                    entities.append({"type": _MD2_MARKERS[marker], "offset": start, "length": length - start})
-                i += len(marker)
+                    entities.append(
+                        {
+                            "type": _MD2_MARKERS[code_marker],
+                            "offset": start,
+                            "length": length - start,
+                        }
+                    )
+                i += len(code_marker)
             else:
                 emit(char)
                 i += 1
@@ -462,7 +466,9 @@ def _parse_markdown_v2(source: str) -> tuple[str, list[JSON]]:
             if stack and stack[-1][0] == marker:
                 _, start, _ = stack.pop()
                 if length > start:
-                    entities.append({"type": _MD2_MARKERS[marker], "offset": start, "length": length - start})
+                    entities.append(
+                        {"type": _MD2_MARKERS[marker], "offset": start, "length": length - start}
+                    )
             else:
                 stack.append((marker, length, len(source[:i].encode())))
                 if marker == "```":  # the rest of the opening line names the language
@@ -484,9 +490,18 @@ def _parse_markdown_v2(source: str) -> tuple[str, list[JSON]]:
                 url.append(source[end])
                 end += 1
             if end >= len(source):
-                raise _parse_error(f"Can't find end of a url at byte offset {len(source[:i].encode())}")
+                raise _parse_error(
+                    f"Can't find end of a url at byte offset {len(source[:i].encode())}"
+                )
             _, start, _ = stack.pop()
-            entities.append({"type": "text_link", "offset": start, "length": length - start, "url": "".join(url)})
+            entities.append(
+                {
+                    "type": "text_link",
+                    "offset": start,
+                    "length": length - start,
+                    "url": "".join(url),
+                }
+            )
             i = end + 1
             continue
         if char == ">" and (i == 0 or source[i - 1] == "\n"):
@@ -697,6 +712,9 @@ class FakeTelegram:
         self.bot_id = bot_id
         self.bot_username = bot_username
         self.privacy_mode = privacy_mode
+        # Time source of `Call.time`, chat actions and the group limit window; tests may swap
+        # in a fake clock to move the sliding window without sleeping.
+        self.clock: Callable[[], float] = time.monotonic
         self.bot_user: JSON = {
             "id": bot_id,
             "is_bot": True,
@@ -858,9 +876,9 @@ class FakeTelegram:
 
         def find() -> Call | None:
             for call in self.calls[since:]:
-                if call.method.lower() == method.lower() and call.status is not None:
-                    if predicate is None or predicate(call):
-                        return call
+                same = call.method.lower() == method.lower() and call.status is not None
+                if same and (predicate is None or predicate(call)):
+                    return call
             return None
 
         return await self.wait_for(find, timeout)
@@ -926,7 +944,7 @@ class FakeTelegram:
     ) -> None:
         """The next `count` matching calls answer 429 "Too Many Requests: retry after N".
 
-        `method=None` matches every method except getUpdates.
+        `method=None` matches every call that targets a chat (has a chat_id).
         """
         self._flood_rules.append(_FloodRule(method, chat_id, retry_after, count))
 
@@ -956,7 +974,7 @@ class FakeTelegram:
         for rule in self._flood_rules:
             if rule.remaining <= 0:
                 continue
-            if rule.method is None and method == "getupdates":
+            if rule.method is None and chat_id is None:
                 continue
             if rule.method is not None and rule.method.lower() != method:
                 continue
@@ -964,14 +982,14 @@ class FakeTelegram:
                 continue
             rule.remaining -= 1
             return _too_many(rule.retry_after)
-        if self._group_limit and chat_id is not None and chat_id < 0:
-            if method in SEND_METHODS or method in EDIT_METHODS:
-                per_minute, window = self._group_limit
-                now = time.monotonic()
-                recent = [t for t in self._group_sends.get(chat_id, []) if now - t < window]
-                self._group_sends[chat_id] = recent
-                if len(recent) >= per_minute:
-                    return _too_many(max(1, math.ceil(window - (now - recent[0]))))
+        limited = method in SEND_METHODS or method in EDIT_METHODS
+        if self._group_limit and limited and chat_id is not None and chat_id < 0:
+            per_minute, window = self._group_limit
+            now = self.clock()
+            recent = [t for t in self._group_sends.get(chat_id, []) if now - t < window]
+            self._group_sends[chat_id] = recent
+            if len(recent) >= per_minute:
+                return _too_many(max(1, math.ceil(window - (now - recent[0]))))
         return None
 
     def _take_fault(self, method: str) -> _FaultRule | None:
@@ -1055,8 +1073,13 @@ class FakeTelegram:
             raise ValueError("topics exist only in forum supergroups")
         return self._create_topic(state, user, name, announce=True)
 
-    def _create_topic(self, chat: _Chat, user: JSON, name: str, *, announce: bool) -> int:
-        thread_id = chat.take_message_id()
+    def _create_topic(
+        self, chat: _Chat, user: JSON, name: str, *, announce: bool, thread_id: int | None = None
+    ) -> int:
+        if thread_id is None:
+            thread_id = chat.take_message_id()
+        else:  # a topic a test refers to by id: keep later message ids above it
+            chat.next_message_id = max(chat.next_message_id, thread_id + 1)
         message: JSON = {
             "message_id": thread_id,
             "date": int(time.time()),
@@ -1257,9 +1280,7 @@ class FakeTelegram:
         file_size: int | None = None,
     ) -> JSON:
         """A file sent "as file"; `file_size` overrides the reported size (for >20 MB tests)."""
-        stored = self.add_file(
-            data, file_name=file_name, mime_type=mime_type, file_size=file_size
-        )
+        stored = self.add_file(data, file_name=file_name, mime_type=mime_type, file_size=file_size)
         document: JSON = {
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
@@ -1306,9 +1327,7 @@ class FakeTelegram:
             "emoji": emoji,
             "file_size": stored.file_size,
         }
-        return self._post(
-            chat, user, {"sticker": sticker}, reply_to=reply_to, thread_id=thread_id
-        )
+        return self._post(chat, user, {"sticker": sticker}, reply_to=reply_to, thread_id=thread_id)
 
     def send_video(
         self,
@@ -1401,7 +1420,7 @@ class FakeTelegram:
             content,
             reply_to=reply_to,
             thread_id=thread_id,
-            sender_chat={k: v for k, v in state.info.items() if k != "is_forum"} | state.info,
+            sender_chat=state.info,
         )
 
     def edit_text(self, message: JSON, text: str) -> JSON:
@@ -1476,7 +1495,7 @@ class FakeTelegram:
         new = self._chats[new_id]
         new.bot_is_admin = old.bot_is_admin
         new.members = dict(old.members)
-        actor = by or next(iter(self.users.values()), self.user(1, "Admin"))
+        actor = by or next(iter(self.users.values()), None) or self.user(1, "Admin")
         self._post(chat, actor, {"migrate_to_chat_id": new_id})
         old.migrated_to = new_id
         self._post(new_info, actor, {"migrate_from_chat_id": old.id})
@@ -1531,9 +1550,9 @@ class FakeTelegram:
             if thread_id is None and replied is not None:
                 thread_id = replied.get("message_thread_id")
             if thread_id is not None and thread_id not in state.topics:
-                self._create_topic(state, user, f"Topic {thread_id}", announce=False)
-                # the topic took the next message id; keep the caller's thread id stable
-                state.topics[thread_id] = state.topics.pop(state.next_message_id - 1)
+                self._create_topic(
+                    state, user, f"Topic {thread_id}", announce=False, thread_id=thread_id
+                )
             if thread_id is not None:
                 message["message_thread_id"] = thread_id
                 message["is_topic_message"] = True
@@ -1608,7 +1627,9 @@ class FakeTelegram:
         form = await request.post()
         for key, value in form.items():
             if isinstance(value, web.FileField):
-                params[key] = UploadedFile(key, value.filename, value.content_type, value.file.read())
+                params[key] = UploadedFile(
+                    key, value.filename, value.content_type, value.file.read()
+                )
             else:
                 params[key] = _parse_value(key, str(value))
         return params
@@ -1623,10 +1644,11 @@ class FakeTelegram:
             params = await self._read_params(request)
         except ApiError as error:
             return _json_response(error.payload(), error.code)
-        call = Call(method, params, time.monotonic())
+        call = Call(method, params, self.clock())
         self.calls.append(call)
         self._notify()
-        status, body = 200, {}
+        status = 200
+        body: JSON = {}
         try:
             fault = self._take_fault(key)
             if fault is not None and fault.drop and not fault.after_processing:
@@ -1643,7 +1665,7 @@ class FakeTelegram:
             if key in SEND_METHODS or key in EDIT_METHODS:
                 chat_id = _chat_id_param(params)
                 if chat_id is not None and chat_id < 0:
-                    self._group_sends.setdefault(chat_id, []).append(time.monotonic())
+                    self._group_sends.setdefault(chat_id, []).append(self.clock())
             if fault is not None:  # a lost response: the call took effect
                 return self._drop(request, call)
             body = {"ok": True, "result": result}
@@ -1772,7 +1794,8 @@ class FakeTelegram:
         if _markup_or_none(markup) is not None:
             message["reply_markup"] = markup
         chat.messages[message["message_id"]] = message
-        force_reply = isinstance(markup, dict) and bool(markup.get("force_reply"))
+        markup_dict: JSON = markup if isinstance(markup, dict) else {}
+        force_reply = bool(markup_dict.get("force_reply"))
         sent = SentMessage(
             message_id=message["message_id"],
             chat_id=chat.id,
@@ -1786,9 +1809,9 @@ class FakeTelegram:
             raw_text=_opt_str(params, "text") if kind == "text" else _opt_str(params, "caption"),
             parse_mode=_opt_str(params, "parse_mode"),
             reply_to_message_id=None if replied is None else int(replied["message_id"]),
-            reply_markup=markup if isinstance(markup, dict) else None,
+            reply_markup=markup_dict or None,
             force_reply=force_reply,
-            selective=force_reply and _bool(markup, "selective"),
+            selective=force_reply and _bool(markup_dict, "selective"),
             media_group_id=media_group_id,
             **extra,
         )
@@ -1815,7 +1838,9 @@ class FakeTelegram:
                 raise bad_request("message text is empty")
             return {}
         if _utf16_len(text) > limit:
-            raise bad_request("message is too long" if key == "text" else "message caption is too long")
+            raise bad_request(
+                "message is too long" if key == "text" else "message caption is too long"
+            )
         content: JSON = {key: text}
         if entities:
             content[entities_key] = entities
@@ -1870,7 +1895,9 @@ class FakeTelegram:
             if len(data) > MAX_FILE_UPLOAD:
                 raise ApiError(413, "Request Entity Too Large")
             name = upload.filename or "file"
-            mime = upload.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            mime = (
+                upload.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            )
             stored = self.add_file(data, file_name=name, mime_type=mime)
         document: JSON = {
             "file_id": stored.file_id,
@@ -1936,6 +1963,7 @@ class FakeTelegram:
     async def _api_deleteWebhook(self, params: JSON) -> bool:
         self._webhook_url = ""
         if _bool(params, "drop_pending_updates"):
+            self.undelivered.extend(self._queue)
             self._queue.clear()
         return True
 
@@ -1969,6 +1997,7 @@ class FakeTelegram:
             self._queue = [u for u in self._queue if u["update_id"] >= offset]
         self._poll_generation += 1
         generation = self._poll_generation
+        self._notify()  # an older held getUpdates now ends with 409 Conflict, as on Telegram
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -2007,7 +2036,7 @@ class FakeTelegram:
         if not isinstance(media, list) or not 2 <= len(media) <= 10:
             raise bad_request("wrong number of messages in the media group")
         group_id = str(13_000_000_000_000_000 + secrets.randbelow(10**15))
-        prepared: list[tuple[str, JSON, JSON]] = []
+        prepared: list[tuple[str, JSON, JSON, JSON]] = []
         for item in media:
             kind = str(item.get("type"))
             if kind not in ("photo", "document"):
@@ -2018,10 +2047,10 @@ class FakeTelegram:
                 content, extra = self._photo_content(item_params, "media")
             else:
                 content, extra = self._document_content(item_params, "media")
-            prepared.append((kind, content | caption, extra))
+            prepared.append((kind, item_params, content | caption, extra))
         return [
-            self._record_sent(chat, params, kind, content, media_group_id=group_id, **extra)
-            for kind, content, extra in prepared
+            self._record_sent(chat, item_params, kind, content, media_group_id=group_id, **extra)
+            for kind, item_params, content, extra in prepared
         ]
 
     async def _api_sendChatAction(self, params: JSON) -> bool:
@@ -2032,7 +2061,7 @@ class FakeTelegram:
         thread_id = _opt_int(params, "message_thread_id")
         if thread_id is not None and chat.is_forum and thread_id not in chat.topics:
             raise bad_request("message thread not found")
-        self.chat_actions.append(ChatActionRecord(chat.id, action, thread_id, time.monotonic()))
+        self.chat_actions.append(ChatActionRecord(chat.id, action, thread_id, self.clock()))
         return True
 
     async def _api_editMessageText(self, params: JSON) -> JSON:
@@ -2205,20 +2234,27 @@ class FakeTelegram:
     async def _api_getChatMember(self, params: JSON) -> JSON:
         chat = self._bot_chat(params)
         user_id = _req_int(params, "user_id")
+        user = self.bot_user if user_id == self.bot_id else self.users.get(user_id)
+        if user is None:
+            raise bad_request("user not found")
         if user_id == self.bot_id:
-            user = self.bot_user
             status = "administrator" if chat.bot_is_admin else "member"
         else:
-            user = self.users.get(user_id)
-            if user is None:
-                raise bad_request("user not found")
             status = chat.members.get(user_id, "member")
         if status == "administrator":
-            rights = (
-                "can_manage_chat can_delete_messages can_manage_video_chats can_restrict_members "
-                "can_change_info can_invite_users can_post_stories can_edit_stories "
-                "can_delete_stories can_pin_messages can_manage_topics"
-            ).split()
+            rights = [
+                "can_manage_chat",
+                "can_delete_messages",
+                "can_manage_video_chats",
+                "can_restrict_members",
+                "can_change_info",
+                "can_invite_users",
+                "can_post_stories",
+                "can_edit_stories",
+                "can_delete_stories",
+                "can_pin_messages",
+                "can_manage_topics",
+            ]
             return {
                 "status": status,
                 "user": user,

@@ -8,7 +8,13 @@ import logging
 
 from telegram import Message, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from handlers.common import Context, lang_of, say, services, t
 from handlers.conversation import refusal_text
@@ -23,6 +29,11 @@ log = logging.getLogger(__name__)
 
 async def on_help(update: Update, context: Context) -> None:
     await say(update, context, t(context, lang_of(update), "help"))
+
+
+async def on_stray_message(update: Update, context: Context) -> None:
+    """A private message outside any flow: say how to start, rather than stay silent."""
+    await say(update, context, t(context, lang_of(update), "idle_hint"))
 
 
 async def on_cancel_job(update: Update, context: Context) -> None:
@@ -133,5 +144,10 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handler(CommandHandler("help", on_help, filters=messages))
     application.add_handler(CommandHandler("cancel", on_cancel_job, filters=messages))
     application.add_handler(CommandHandler("forget", on_forget, filters=messages))
+    application.add_handler(
+        MessageHandler(
+            messages & filters.ChatType.PRIVATE & ~filters.StatusUpdate.ALL, on_stray_message
+        )
+    )
     application.add_handler(CallbackQueryHandler(on_full_size, pattern=rf"^{CB_FULL}:"))
     application.add_handler(CallbackQueryHandler(on_retry, pattern=rf"^{CB_RETRY}:"))

@@ -199,4 +199,3 @@ def image_bytes(fmt: str, width: int = 500, height: int = 700, seed: int = 2) ->
         pillow_heif.register_heif_opener()
     src.save(out, fmt)
     return out.getvalue()
-

@@ -107,16 +107,16 @@ async def test_quota_counts_billable_jobs_of_today(open_db: Callable[[], Databas
     assert utc_day(now) != utc_day(now + 86400)
 
 
-def test_allowlist_accepts_user_or_chat() -> None:
+def test_allowlist_accepts_user_or_chat(tmp_path: Path) -> None:
+    store = JobStore(Database(tmp_path / "unused.sqlite3"))  # never opened: no quota checks here
     policy = QuotaPolicy(
-        None, user_daily_limit=0, daily_budget=0, allowed_chats=frozenset({5, -100})
-    )  # type: ignore[arg-type]
+        store, user_daily_limit=0, daily_budget=0, allowed_chats=frozenset({5, -100})
+    )
     assert policy.allowed(chat_id=5, user_id=5)
     assert policy.allowed(chat_id=-100, user_id=9)
     assert not policy.allowed(chat_id=9, user_id=9)
-    assert QuotaPolicy(None, user_daily_limit=0, daily_budget=0, allowed_chats=frozenset()).allowed(
-        1, 1
-    )  # type: ignore[arg-type]
+    open_policy = QuotaPolicy(store, user_daily_limit=0, daily_budget=0, allowed_chats=frozenset())
+    assert open_policy.allowed(1, 1)
 
 
 async def test_persistence_round_trip(open_db: Callable[[], Database]) -> None:

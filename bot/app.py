@@ -99,6 +99,10 @@ def build_services(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         connector=aiohttp.TCPConnector(limit=64),
     )
+    submit_http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        connector=aiohttp.TCPConnector(force_close=True),
+    )
     dashscope = DashScopeClient(
         http,
         api_key=settings.dashscope_api_key,
@@ -112,6 +116,7 @@ def build_services(
         request_timeout=settings.request_timeout,
         submit_limiter=SlidingWindowLimiter(settings.submit_qps),
         query_limiter=SlidingWindowLimiter(settings.query_qps),
+        submit_session=submit_http,
     )
     messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)
     preparer = ImagePreparer(
@@ -152,6 +157,7 @@ def build_services(
         db=db,
         store=store,
         http=http,
+        submit_http=submit_http,
         dashscope=dashscope,
         messenger=messenger,
         preparer=preparer,
@@ -194,5 +200,6 @@ async def _post_shutdown(application: Application) -> None:  # type: ignore[type
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.http.close()
+        await svc.submit_http.close()
     db: Database = application.bot_data["db"]
     await db.close()

@@ -27,6 +27,7 @@ class BotServices:
     db: Database
     store: JobStore
     http: aiohttp.ClientSession
+    submit_http: aiohttp.ClientSession
     dashscope: DashScopeClient
     messenger: Messenger
     preparer: ImagePreparer

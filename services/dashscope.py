@@ -414,8 +414,12 @@ class DashScopeClient:
         submit_limiter: SlidingWindowLimiter | None = None,
         query_limiter: SlidingWindowLimiter | None = None,
         policy_limiter: SlidingWindowLimiter | None = None,
+        submit_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._session = session
+        # Submits are never resent once on the wire, so they should not ride a pooled
+        # keep-alive connection the server may be closing: give them a force_close session.
+        self._submit_session = submit_session or session
         self._api_key = api_key
         self._base = base_url.rstrip("/")
         self.model = model
@@ -477,6 +481,7 @@ class DashScopeClient:
             body=lambda: payload,
             limiter=self._submit_limiter,
             resend_after_sent=False,
+            session=self._submit_session,
         )
         return self._submitted_task(reply)
 
@@ -574,6 +579,7 @@ class DashScopeClient:
         limiter: SlidingWindowLimiter | None = None,
         errors: ErrorParser = _json_error,
         resend_after_sent: bool = True,
+        session: aiohttp.ClientSession | None = None,
     ) -> _Reply:
         """One logical request with retries; ``body`` builds a fresh payload per attempt.
 
@@ -585,7 +591,9 @@ class DashScopeClient:
             if limiter is not None:
                 await limiter.acquire()
             try:
-                reply = await self._once(endpoint, method, url, headers, body)
+                reply = await self._once(
+                    session or self._session, endpoint, method, url, headers, body
+                )
             except aiohttp.InvalidURL as exc:
                 raise DashScopeError(CODE_MALFORMED, f"invalid URL: {exc}") from None
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -616,6 +624,7 @@ class DashScopeClient:
 
     async def _once(
         self,
+        session: aiohttp.ClientSession,
         endpoint: str,
         method: str,
         url: URL,
@@ -623,7 +632,7 @@ class DashScopeClient:
         body: Callable[[], Any] | None,
     ) -> _Reply:
         data = body() if body is not None else None
-        async with self._session.request(
+        async with session.request(
             method, url, headers=headers, data=data, timeout=self._timeout, allow_redirects=False
         ) as response:
             reply = _Reply(endpoint, response.status, response.headers, await response.read())

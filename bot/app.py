@@ -193,6 +193,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
+        await svc.preparer.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 
 

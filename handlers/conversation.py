@@ -9,21 +9,23 @@ between steps loses nothing.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
+    BaseHandler,
     CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBUserWarning
 
 from handlers.common import Context, is_group, lang_of, say, services, t, thread_of
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
-from services.dashscope import DashScopeError
 from services.images import ImageRejected
 from services.jobs import InputImage, Job, new_job_id
 from services.quota import Refusal
@@ -217,19 +219,18 @@ async def check_photo(
     if image is None:
         await say(update, context, t(context, draft.lang, f"wrong_input_{step}"))
         return None
+    preparer = services(context).preparer
     try:
-        return await services(context).preparer.prepare(image)
+        checked = await preparer.check(image)
     except ImageRejected as error:
         await say(update, context, reject_text(context, draft.lang, error))
         return None
-    except DashScopeError as error:
-        # The photo is fine (it was checked before the upload); the try-on retries the upload.
-        log.warning("Upload deferred for user %s: %s", message.chat_id, error.code)
-        return image
     except Exception:
         log.exception("Could not fetch a photo in chat %s", message.chat_id)
         await say(update, context, t(context, draft.lang, "download_failed"))
         return None
+    preparer.prefetch(image, checked)
+    return image
 
 
 async def on_wrong_input(update: Update, context: Context) -> object:
@@ -450,6 +451,20 @@ def build_conversation() -> ConversationHandler[Any]:
         CommandHandler("skip", on_skip, filters=only_messages),
         CallbackQueryHandler(on_skip, pattern=_cb(CB_SKIP)),
     ]
+    with warnings.catch_warnings():
+        # One flow per user and chat is the intent; per_message tracking is not wanted.
+        warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
+        return _conversation_handler(only_messages, step_input, photo, other, photo_step, skip)
+
+
+def _conversation_handler(
+    only_messages: filters.BaseFilter,
+    step_input: filters.BaseFilter,
+    photo: filters.BaseFilter,
+    other: filters.BaseFilter,
+    photo_step: list[MessageHandler[Any, object]],
+    skip: list[BaseHandler[Any, Any, object]],
+) -> ConversationHandler[Any]:
     return ConversationHandler(
         name="tryon",
         persistent=True,

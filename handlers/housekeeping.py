@@ -14,7 +14,7 @@ from telegram.ext import Application, MessageHandler, TypeHandler, filters
 
 from bot.container import SERVICES_KEY
 from handlers.common import Context, services
-from handlers.drafts import expired_drafts, load_draft, save_draft
+from handlers.drafts import drop_draft, expired_drafts, load_draft, save_draft
 from services.i18n import Texts
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ async def expire_idle_flows(app: Application, idle_limit: float, interval: float
         now = time.time()
         for user_id, data in list(app.user_data.items()):
             for chat_id, draft in expired_drafts(data, idle_limit, now):
-                data["flows"].pop(str(chat_id), None)
+                drop_draft(data, chat_id)
                 app.mark_data_for_update_persistence(user_ids=[user_id])
                 log.info("Flow of user %s in chat %s expired", user_id, chat_id)
                 with contextlib.suppress(TelegramError):

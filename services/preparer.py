@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 from services.dashscope import DashScopeClient, DashScopeError, ErrorKind, UploadPolicy
 from services.images import (
     ImageLimits,
     ImageRejected,
+    NormalizedImage,
     RejectReason,
     check_file_size,
     normalize,
@@ -73,6 +75,7 @@ class ImagePreparer:
         # Bounds the images held in memory at once (download + decode), whatever the load.
         self._decode_gate = asyncio.Semaphore(decode_slots)
         self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
+        self._prefetches: set[asyncio.Task[InputImage]] = set()
         self._clock = clock
         self.uploads = 0
 
@@ -83,6 +86,36 @@ class ImagePreparer:
             and expires is not None
             and expires > (self._clock() + UPLOAD_MARGIN)
         )
+
+    async def check(self, image: InputImage) -> NormalizedImage:
+        """Downloads and checks one image; raises ImageRejected with a reason to show."""
+        check_file_size(image.file_size)
+        async with self._decode_gate:
+            data = await self._messenger.download(image.file_id)
+            check_file_size(len(data))
+            if not sniff_is_image(data[:64]):
+                raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT)
+            return await asyncio.to_thread(normalize, data, self._limits)
+
+    def prefetch(self, image: InputImage, checked: NormalizedImage) -> None:
+        """Starts uploading an image the conversation has just accepted, in the background,
+        so the user is not kept waiting and the final submit finds it ready."""
+        if image.unique_id in self._in_flight:
+            return
+        task = asyncio.create_task(self._single_flight(image, self._upload_checked(image, checked)))
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetch_done)
+
+    def _prefetch_done(self, task: asyncio.Task[InputImage]) -> None:
+        self._prefetches.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("Background upload failed (the try-on will retry): %r", error)
+
+    async def close(self) -> None:
+        for task in list(self._prefetches):
+            task.cancel()
+        if self._prefetches:
+            await asyncio.wait(list(self._prefetches))
 
     async def prepare(self, image: InputImage) -> InputImage:
         """Returns the image with a usable oss:// URL; raises ImageRejected or DashScopeError."""
@@ -101,11 +134,18 @@ class ImagePreparer:
                 if pending.cancelled():
                     continue  # the uploader was cancelled (shutdown): take over
                 raise
+            except (DashScopeError, ImageRejected):
+                break  # a background upload failed: try again here
             return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
+        return await self._single_flight(image, self._download_check_upload(image))
+
+    async def _single_flight(
+        self, image: InputImage, work: Coroutine[Any, Any, InputImage]
+    ) -> InputImage:
         future: asyncio.Future[InputImage] = asyncio.get_running_loop().create_future()
         self._in_flight[image.unique_id] = future
         try:
-            prepared = await self._download_check_upload(image)
+            prepared = await work
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -119,16 +159,11 @@ class ImagePreparer:
         return prepared
 
     async def _download_check_upload(self, image: InputImage) -> InputImage:
-        check_file_size(image.file_size)
-        async with self._decode_gate:
-            data = await self._messenger.download(image.file_id)
-            check_file_size(len(data))
-            if not sniff_is_image(data[:64]):
-                raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT)
-            normalized = await asyncio.to_thread(normalize, data, self._limits)
-            del data
+        return await self._upload_checked(image, await self.check(image))
+
+    async def _upload_checked(self, image: InputImage, checked: NormalizedImage) -> InputImage:
         started = self._clock()
-        url = await self._upload(normalized.data)
+        url = await self._upload(checked.data)
         expires = started + UPLOAD_LIFETIME
         await self._store.remember_upload(self._model, image.unique_id, url, expires)
         return replace(image, url=url, url_expires_at=expires)

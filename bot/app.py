@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import aiohttp
@@ -41,6 +42,9 @@ GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    # PTB's RetryAfter reads its own retry_after as int (deprecated) unless this opt-in is
+    # set; services.telegram_io handles the timedelta it gives instead.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
     db = Database(settings.database_path)
     root = settings.telegram_api_base_url
     application = (

@@ -32,7 +32,7 @@ def parse_callback(data: str) -> tuple[str, str, int] | None:
 # Failure kinds that a new attempt with the same photos may fix.
 TRANSIENT_FAILURES = frozenset(
     {"throttled", "server_error", "network", "timeout", "unknown", "telegram", "interrupted"}
-    | {"task_expired", "policy_expired"}
+    | {"task_expired", "policy_expired", "submit_unknown"}
 )
 SERVICE_FAILURES = frozenset({"service_unavailable"})
 

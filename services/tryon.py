@@ -74,7 +74,7 @@ def failure_kind(error: BaseException) -> str:
     if isinstance(error, ImageRejected):
         return f"image_{error.reason.name.lower()}"
     if isinstance(error, SubmitOutcomeUnknown):
-        return "interrupted"
+        return "submit_unknown"
     if isinstance(error, DashScopeError):
         return error.kind.name.lower()
     if isinstance(error, TelegramError):
@@ -165,23 +165,21 @@ class TryOnRunner:
     async def launch(self, job: Job) -> Job:
         """Stores a new job, posts its status message and starts it.
 
-        The caller has already reserved the job's place with the scheduler.
+        The caller has already reserved the job's place with the scheduler. The row is
+        written first: from then on a restart finds the try-on, whatever happens.
         """
+        await self.store.create(job)
+        log.info(
+            "job %s created: user=%s chat=%s inputs=%s",
+            job.id, job.user_id, job.chat_id, ",".join(job.inputs()),
+        )  # fmt: skip
         status = await self.messenger.send_text(
             job.chat_id,
             status_text(self.texts, job.lang, "preparing", 0),
             thread_id=job.thread_id,
             reply_to=job.request_message_id,
         )
-        job = replace(job, status_message_id=status.message_id)
-        await self.store.create(job)
-        log.info(
-            "job %s created: user=%s chat=%s inputs=%s",
-            job.id,
-            job.user_id,
-            job.chat_id,
-            ",".join(job.inputs()),
-        )
+        job = await self.store.update(job, status_message_id=status.message_id)
         self._start(job)
         return job
 
@@ -443,7 +441,8 @@ class TryOnRunner:
             error_code=code,
             finished_at=job.finished_at or self._clock(),
         )
-        final = JobState.INTERRUPTED if kind == "interrupted" else JobState.FAILED
+        interrupted = kind in ("interrupted", "submit_unknown")
+        final = JobState.INTERRUPTED if interrupted else JobState.FAILED
         if kind == "canceled":
             final = JobState.CANCELED
         try:

@@ -160,9 +160,9 @@ async def test_one_running_and_one_waiting_per_user(
     ds.hold_tasks()
     ann, bob = Actor(tg, 3201, name="Ann"), Actor(tg, 3202, name="Bob")
     async with running_bot(settings_for(tg, ds, tmp_path)):  # 5 slots: room for everyone
-        ann_first, _ = await start(ann, 1)
+        await start(ann, 1)
         first_task = await task_created(ds, 1)
-        ann_second, second_status = await start(ann, 2)
+        _, second_status = await start(ann, 2)
         await shows_place(tg, second_status, 1)  # waits although slots are free: Ann's turn
         third = await ann.try_on(person=jpeg(seed=13), top=jpeg(seed=23))
         refusal = await ann.next_from_bot(third)
@@ -176,9 +176,9 @@ async def test_one_running_and_one_waiting_per_user(
         assert len(ds.submits) == 2
 
         ds.complete(first_task)
-        await ann.result(ann_first)
-        ds.complete(await task_created(ds, 3))
-        await ann.result(ann_second)
+        await tg.wait_for(lambda: len(results_in(tg, ann.chat_id)) == 1)
+        ds.complete(await task_created(ds, 3))  # Ann's second try-on starts only now
+        await tg.wait_for(lambda: len(results_in(tg, ann.chat_id)) == 2)
     assert len(ds.submits) == 3
     assert len(results_in(tg, ann.chat_id)) == 2 and len(results_in(tg, bob.chat_id)) == 1
 

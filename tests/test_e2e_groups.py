@@ -1,0 +1,562 @@
+"""Groups, end to end: the real Application over HTTP against both test doubles, with the
+Telegram double delivering only what Telegram would (privacy mode, topics, migration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from telegram.ext import Application
+
+from services.jobs import Job
+from services.replies import parse_callback
+from tests.actors import Actor
+from tests.doubles.dashscope import FakeDashScope
+from tests.doubles.telegram import FakeTelegram, SentMessage
+from tests.harness import jpeg, services_of
+
+JSON = dict[str, Any]
+GROUP_ID = -100_111
+
+
+def member(
+    tg: FakeTelegram, user_id: int, chat: JSON, name: str, thread_id: int | None = None
+) -> Actor:
+    return Actor(tg, user_id, chat=chat, name=name, thread_id=thread_id)
+
+
+def unique_id(message: JSON | None) -> str:
+    """The file_unique_id of the (largest) photo a user's message carries."""
+    assert message is not None
+    return str(message["photo"][-1]["file_unique_id"])
+
+
+async def settle(watcher: Actor) -> None:
+    """A round trip by a member with no flow: updates are handled in order, so once the
+    bot has answered this /help it has handled everything sent before it."""
+    await watcher.command("help")
+
+
+async def press_as(tg: FakeTelegram, actor: Actor, message: SentMessage, label: str) -> JSON:
+    """`actor` presses a button of `message`; returns the bot's answer to the query."""
+    query_id = tg.press_button(actor.chat, actor.user, message, message.button_data(label))
+    return await tg.wait_for(
+        lambda: next(
+            (a for a in tg.callback_answers if a.get("callback_query_id") == query_id), None
+        )
+    )
+
+
+def is_alert(answer: JSON) -> bool:
+    return str(answer.get("show_alert")).lower() == "true"
+
+
+async def job_of(bot: Application, message: SentMessage) -> Job:  # type: ignore[type-arg]
+    """The job behind a result (its buttons carry the job id)."""
+    parsed = parse_callback(message.button_data("Full size"))
+    assert parsed is not None
+    job = await services_of(bot).store.get(parsed[1])
+    assert job is not None
+    return job
+
+
+def statuses(tg: FakeTelegram, chat_id: int) -> list[SentMessage]:
+    """Status messages (each starts with the elapsed time line)."""
+    return [m for m in tg.messages_to(chat_id) if "⏱" in (m.raw_text or "")]
+
+
+# ---- privacy mode ----------------------------------------------------------------------
+
+
+async def test_a_full_try_on_in_a_group_under_privacy_mode(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann = member(tg, 3001, group, "Ann")
+    step1 = await ann.command("tryon")
+    assert "Step 1" in step1.body
+    prompts = [step1]
+    # A plain photo to the group (no reply to the bot) never reaches a privacy-mode bot.
+    hidden = len(tg.undelivered)
+    tg.send_photo(group, ann.user, jpeg(seed=99))
+    assert len(tg.undelivered) == hidden + 1
+    person = await ann.photo(jpeg(seed=1))
+    assert "Step 2" in person.body  # the plain photo changed nothing
+    prompts.append(person)
+    prompts.append(await ann.photo(jpeg(seed=2)))
+    assert "Step 3" in prompts[-1].body
+    top = ann.last_sent
+    assert top is not None
+    since = len(tg.sent)
+    await ann.command("skip")
+    result = await ann.result(since)
+    for prompt in prompts:  # each replies to Ann and forces only her reply
+        assert prompt.force_reply and prompt.selective, prompt
+        assert prompt.reply_to_message_id is not None
+    assert result.reply_to_message_id == top["message_id"]
+    assert ds.upload_count == 2 and len(ds.submits) == 1
+    # Few messages: three prompts, one status (edited, then deleted), the result.
+    assert len(tg.messages_to(GROUP_ID)) == 5
+    assert len(statuses(tg, GROUP_ID)) == 1
+    await tg.wait_for(lambda: statuses(tg, GROUP_ID)[0].deleted)
+
+
+@pytest.mark.parametrize("setup", ["privacy_off", "bot_admin"])
+async def test_ordinary_photos_never_feed_a_flow_when_the_bot_sees_everything(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+    setup: str,
+) -> None:
+    if setup == "privacy_off":
+        tg.privacy_mode = False
+    group = tg.group(GROUP_ID, "Friends", bot_is_admin=setup == "bot_admin")
+    ann, bob = member(tg, 3011, group, "Ann"), member(tg, 3012, group, "Bob")
+    watcher = member(tg, 3013, group, "Wes")
+    await ann.command("tryon")
+    delivered = len(tg.delivered)
+    tg.send_photo(group, ann.user, jpeg(seed=3))  # Ann, mid-flow, shares a photo
+    tg.send_photo(group, bob.user, jpeg(seed=4))  # Bob shares one too
+    tg.send_text(group, ann.user, "look at this")
+    tg.send_document(group, bob.user, jpeg(seed=5), "dress.jpg", "image/jpeg")
+    assert len(tg.delivered) == delivered + 4  # the bot does see them
+    since = len(tg.sent)
+    await settle(watcher)
+    assert [m.reply_to_message_id for m in tg.sent[since:]] == [watcher.last_sent["message_id"]]  # type: ignore[index]
+    assert ds.upload_count == 0 and tg.calls_of("getFile") == []
+    step2 = await ann.photo(jpeg(seed=6))  # her reply to the prompt still counts
+    assert "Step 2" in step2.body
+
+
+# ---- members -----------------------------------------------------------------------------
+
+
+async def test_members_run_independent_flows(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, bob = member(tg, 3021, group, "Ann"), member(tg, 3022, group, "Bob")
+    cid = member(tg, 3023, group, "Cid")
+    await ann.command("tryon")
+    await bob.command("tryon")
+    await ann.photo(jpeg(seed=10))
+    ann_person = ann.last_sent
+    ann_step2 = ann.last_prompt
+    assert ann_step2 is not None and "Step 2" in ann_step2.body
+    await bob.photo(jpeg(seed=20))
+    bob_person = bob.last_sent
+
+    # Cid, with no flow, answers Ann's prompt with a photo, skips and cancels: nothing moves.
+    uploads = ds.upload_count
+    since = len(tg.sent)
+    tg.send_photo(group, cid.user, jpeg(seed=30), reply_to=ann_step2)
+    tg.send_command(group, cid.user, "skip")
+    await settle(cid)
+    assert len(tg.sent) == since + 1 and ds.upload_count == uploads
+    reply = await cid.command("cancel")
+    assert "nothing to cancel" in reply.body.lower()
+
+    # Bob answers Ann's prompt with his top: it fills his own flow, not hers.
+    step3 = await bob.photo(jpeg(seed=21), reply_to=ann_step2)
+    assert "Step 3" in step3.body and step3.reply_to_message_id == bob.last_sent["message_id"]  # type: ignore[index]
+    bob_top = bob.last_sent
+    step3 = await ann.photo(jpeg(seed=11))
+    assert "Step 3" in step3.body  # Ann was still at step 2
+    ann_top = ann.last_sent
+    ds.hold_tasks()
+    since = len(tg.sent)
+    await bob.command("skip")
+    await ann.command("skip")
+    await ds.wait_for(lambda: len(ds.submits) == 2)
+    for submit in ds.submits:
+        ds.complete(submit["task_id"])
+    ann_result = await ann.next_from_bot(
+        since, lambda m: m.kind == "photo" and m.reply_to_message_id == ann_top["message_id"]  # type: ignore[index]
+    )
+    bob_result = await bob.next_from_bot(
+        since, lambda m: m.kind == "photo" and m.reply_to_message_id == bob_top["message_id"]  # type: ignore[index]
+    )
+    ann_job, bob_job = await job_of(bot, ann_result), await job_of(bot, bob_result)
+    assert (ann_job.user_id, bob_job.user_id) == (3021, 3022)
+    assert ann_job.person.unique_id == unique_id(ann_person)
+    assert ann_job.top is not None and ann_job.top.unique_id == unique_id(ann_top)
+    assert bob_job.person.unique_id == unique_id(bob_person)
+    assert bob_job.top is not None and bob_job.top.unique_id == unique_id(bob_top)
+    assert ann_job.bottom is None and bob_job.bottom is None
+
+
+async def test_one_members_cancel_and_skip_leave_the_others_flow_alone(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, bob = member(tg, 3031, group, "Ann"), member(tg, 3032, group, "Bob")
+    await ann.command("tryon")
+    await ann.photo(jpeg(seed=1))
+    await bob.command("tryon")
+    canceled = await bob.command("cancel")
+    assert "canceled" in canceled.body.lower()
+    assert canceled.reply_to_message_id == bob.last_sent["message_id"]  # type: ignore[index]
+    since = len(tg.sent)
+    tg.send_command(group, bob.user, "skip")  # Bob has no flow any more: silence
+    await settle(bob)
+    assert len(tg.sent) == since + 1
+    step3 = await ann.photo(jpeg(seed=2))
+    assert "Step 3" in step3.body
+    since = len(tg.sent)
+    await ann.command("skip")
+    await ann.result(since)
+    assert len(ds.submits) == 1
+
+
+async def test_buttons_answer_only_their_owner(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, bob = member(tg, 3041, group, "Ann"), member(tg, 3042, group, "Bob")
+    since = await ann.try_on(top=jpeg(seed=1))
+    result = await ann.result(since)
+
+    def changed_nothing(sent: int, submits: int) -> None:
+        assert len(tg.sent) == sent and len(ds.submits) == submits
+        assert all(not m.edits for m in tg.sent if m.message_id == result.message_id)
+
+    for label in ("Full size", "Another garment", "Start over"):
+        sent, submits = len(tg.sent), len(ds.submits)
+        answer = await press_as(tg, bob, result, label)
+        assert is_alert(answer) and "someone else" in answer["text"]
+        changed_nothing(sent, submits)
+
+    # A failure notice's buttons too.
+    ds.script_next_task("FAILED", "InternalError")
+    since = len(tg.sent)
+    await ann.press(result, "Another garment")
+    await ann.photo(jpeg(seed=2))
+    await ann.command("skip")
+    notice = await ann.next_from_bot(since, lambda m: "had a problem" in m.body)
+    for label in ("Try again", "Start over"):
+        sent, submits = len(tg.sent), len(ds.submits)
+        answer = await press_as(tg, bob, notice, label)
+        assert is_alert(answer) and "someone else" in answer["text"]
+        changed_nothing(sent, submits)
+    # The owner's press works.
+    since = len(tg.sent)
+    answer = await press_as(tg, ann, notice, "Try again")
+    assert not is_alert(answer)
+    await ann.result(since)
+    assert len(ds.submits) == 3
+
+
+# ---- forum topics ------------------------------------------------------------------------
+
+
+async def test_forum_topics_keep_each_flow_in_its_topic(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    forum = tg.group(GROUP_ID, "Shop", forum=True)
+    ann_user, bob_user = tg.user(3051, "Ann"), tg.user(3052, "Bob")
+    red, blue = tg.create_topic(forum, ann_user, "Red"), tg.create_topic(forum, bob_user, "Blue")
+    ann = member(tg, 3051, forum, "Ann", thread_id=red)
+    bob = member(tg, 3052, forum, "Bob", thread_id=blue)
+    ds.hold_tasks()
+    await ann.command("tryon")
+    await bob.command("tryon")
+    await ann.photo(jpeg(seed=1))
+    await bob.photo(jpeg(seed=2))
+    await bob.photo(jpeg(seed=3))
+    await ann.photo(jpeg(seed=4))
+    await ann.command("skip")
+    await bob.photo(jpeg(seed=5))  # Bob's bottom: his flow submits
+    await ds.wait_for(lambda: len(ds.submits) == 2)
+    await tg.wait_for(lambda: all(s.edits for s in statuses(tg, GROUP_ID)) or None)
+    for submit in ds.submits:
+        ds.complete(submit["task_id"])
+    ann_result = await ann.result(0)
+    bob_result = await bob.result(0)
+    assert (ann_result.thread_id, bob_result.thread_id) == (red, blue)
+    full = await ann.press(ann_result, "Full size", predicate=lambda m: m.kind == "document")
+    assert full.thread_id == red
+    again = await bob.press(bob_result, "Another garment")
+    assert again.thread_id == blue and "Step 2" in again.body
+
+    sent = tg.messages_to(GROUP_ID)
+    assert {m.thread_id for m in sent} == {red, blue}
+    ann_ids = {m["message_id"] for m in tg._chat(forum).messages.values() if m.get("from") == ann.user}
+    bob_ids = {m["message_id"] for m in tg._chat(forum).messages.values() if m.get("from") == bob.user}
+    for message in sent:
+        if message.reply_to_message_id in ann_ids:
+            assert message.thread_id == red, message
+        if message.reply_to_message_id in bob_ids:
+            assert message.thread_id == blue, message
+    assert len(statuses(tg, GROUP_ID)) == 2
+    actions = {(a.thread_id) for a in tg.chat_actions if a.chat_id == GROUP_ID}
+    assert actions <= {red, blue}
+
+
+# ---- flood limits ------------------------------------------------------------------------
+
+
+async def test_a_flooded_group_still_gets_its_result_after_the_wait(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann = member(tg, 3061, group, "Ann")
+    tg.flood("sendPhoto", GROUP_ID, retry_after=1)
+    since = await ann.try_on(top=jpeg(seed=1))
+    result = await ann.result(since)
+    refused, accepted = tg.calls_of("sendPhoto")
+    assert refused.status == 429 and accepted.ok
+    assert accepted.time - refused.time >= 1.0
+    assert result.reply_to_message_id is not None
+
+
+async def test_busy_groups_stay_under_the_limit_and_results_come_first(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    tg.enforce_group_limit(per_minute=20, window=60)
+    members = [member(tg, 3070 + n, group, name) for n, name in enumerate(("Ann", "Bob", "Cid"))]
+    ds.hold_tasks()
+    for index, actor in enumerate(members):
+        await actor.command("tryon")
+        await actor.photo(jpeg(seed=10 + index))
+        await actor.photo(jpeg(seed=20 + index))
+    since = len(tg.sent)
+    for actor in members:
+        await actor.command("skip")
+    await ds.wait_for(lambda: len(ds.submits) == 3)
+    # The bot edits its status messages only while the group's minute has room to spare.
+    budget = services_of(bot).messenger.budget
+    await tg.wait_for(lambda: not budget.can_spend(GROUP_ID))
+    for submit in ds.submits:
+        ds.complete(submit["task_id"])
+    for actor in members:
+        await actor.result(since)
+    assert len(statuses(tg, GROUP_ID)) == 3  # one status per try-on, edited in place
+    assert any(s.edits for s in statuses(tg, GROUP_ID))
+    refused = [c for c in tg.calls if c.status == 429]
+    assert refused == [], tg.summary()
+
+
+# ---- "try this on" -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["Dress", "Top", "Bottom"])
+async def test_try_this_on_a_photo_another_member_posted(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+    kind: str,
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, bob = member(tg, 3081, group, "Ann"), member(tg, 3082, group, "Bob")
+    garment = tg.send_photo(group, bob.user, jpeg(seed=50), caption="new in!")
+    assert tg.undelivered[-1]["message"] is garment  # privacy mode: the bot never saw it
+    question = await ann.command("tryon", reply_to=garment)
+    assert "What is this garment" in question.body
+    assert question.reply_to_message_id == ann.last_sent["message_id"]  # type: ignore[index]
+    assert [label for label, _ in question.buttons][:3] == ["👕 Top", "👖 Bottom", "👗 Dress"]
+    answer = await press_as(tg, bob, question, kind)  # not Bob's question
+    assert is_alert(answer)
+    step1 = await ann.press(question, kind)
+    assert "Step 1" in step1.body and step1.force_reply and step1.selective
+    since = len(tg.sent)
+    if kind == "Dress":
+        await ann.photo(jpeg(seed=51))  # a dress needs no bottom: this submits
+    else:
+        step = await ann.photo(jpeg(seed=51))
+        assert ("Step 3" if kind == "Top" else "Step 2") in step.body
+        since = len(tg.sent)
+        await ann.command("skip")
+    result = await ann.result(since)
+    inputs = ds.submits[-1]["body"]["input"]
+    job = await job_of(bot, result)
+    if kind == "Bottom":
+        assert "top_garment_url" not in inputs and "bottom_garment_url" in inputs
+        assert job.bottom is not None and job.bottom.unique_id == unique_id(garment)
+    else:
+        assert "top_garment_url" in inputs and "bottom_garment_url" not in inputs
+        assert job.top is not None and job.top.unique_id == unique_id(garment)
+
+
+# ---- my photo ----------------------------------------------------------------------------
+
+
+async def test_my_photo_is_saved_reused_and_removed(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, bob = member(tg, 3091, group, "Ann"), member(tg, 3092, group, "Bob")
+    ask = await ann.command("me")
+    assert "photo of yourself" in ask.body and ask.force_reply
+    saved = await ann.photo(jpeg(seed=1))
+    assert "Saved" in saved.body
+    mine = ann.last_sent
+    assert ds.upload_count == 1
+
+    shown = await ann.command("me")
+    assert shown.kind == "photo" and shown.file_id == mine["photo"][-1]["file_id"]  # type: ignore[index]
+    assert not isinstance(tg.calls_of("sendPhoto")[-1].params["photo"], bytes)
+    assert shown.reply_to_message_id == ann.last_sent["message_id"]  # type: ignore[index]
+
+    # A new try-on starts at the garment, with a way to use another photo.
+    since = len(tg.sent)
+    step2 = await ann.command("tryon", predicate=lambda m: "Step 2" in m.body)
+    assert step2.force_reply and step2.selective
+    offer = next(m for m in tg.sent[since:] if m.buttons)
+    assert "saved photo" in offer.body
+    assert any("another photo" in label for label, _ in offer.buttons)
+    await ann.photo(jpeg(seed=2))
+    since = len(tg.sent)
+    await ann.command("skip")
+    await ann.result(since)
+    assert ds.upload_count == 2  # the saved photo's upload was reused
+    person_url = ds.submits[-1]["body"]["input"]["person_image_url"]
+
+    # "Use another photo" goes back to step 1; Bob can't press it.
+    since = len(tg.sent)
+    await ann.command("tryon", predicate=lambda m: "Step 2" in m.body)
+    offer = next(m for m in tg.sent[since:] if m.buttons)
+    assert is_alert(await press_as(tg, bob, offer, "another photo"))
+    step1 = await ann.press(offer, "another photo")
+    assert "Step 1" in step1.body and step1.force_reply
+    await ann.photo(jpeg(seed=3))
+    since = len(tg.sent)
+    await ann.photo(jpeg(seed=4))
+    await ann.command("skip")
+    await ann.result(since)
+    assert ds.submits[-1]["body"]["input"]["person_image_url"] != person_url
+
+    # Removing it: Bob can't, Ann can; then try-ons ask for a person again.
+    shown = await ann.command("me")
+    assert is_alert(await press_as(tg, bob, shown, "Delete"))
+    tg.press_button(ann.chat, ann.user, shown, shown.button_data("Delete"))
+    await tg.wait_for(lambda: any("deleted" in e for e in shown.edits))
+    step1 = await ann.command("tryon")
+    assert "Step 1" in step1.body
+
+
+async def test_forget_deletes_the_saved_photo_and_drafts(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann = member(tg, 3101, group, "Ann")
+    await ann.command("me")
+    await ann.photo(jpeg(seed=1))
+    step2 = await ann.command("tryon", predicate=lambda m: "Step 2" in m.body)
+    assert step2.force_reply
+    done = await ann.command("forget")
+    assert "deleted" in done.body
+    assert services_of(bot).store is not None
+    assert await services_of(bot).store.profile(3101) is None
+    assert "flows" not in bot.user_data.get(3101, {})
+    closed = await ann.photo(jpeg(seed=2), reply_to=step2)  # the old prompt leads nowhere
+    assert "closed" in closed.body
+    ask = await ann.command("me")
+    assert "photo of yourself" in ask.body
+    assert ds.submits == []
+
+
+# ---- commands, mentions, anonymous admins, migration ---------------------------------------
+
+
+async def test_commands_are_registered_per_scope_and_language(
+    tg: FakeTelegram,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    def names(scope: str, lang: str = "") -> list[str]:
+        return [c["command"] for c in tg.commands_for(scope, lang)]
+
+    assert names("all_private_chats") == ["tryon", "me", "cancel", "help", "forget"]
+    assert names("all_private_chats", "zh") == names("all_private_chats")
+    assert names("all_group_chats") == ["tryon", "me", "cancel", "help"]
+    assert names("all_group_chats", "zh") == names("all_group_chats")
+    zh = {c["command"]: c["description"] for c in tg.commands_for("all_group_chats", "zh")}
+    en = {c["command"]: c["description"] for c in tg.commands_for("all_group_chats")}
+    assert zh["tryon"] == "给人物试穿衣服" and en["tryon"] == "Try clothes on a person"
+
+
+@pytest.mark.parametrize("privacy", [True, False])
+async def test_commands_addressed_to_other_bots_are_ignored(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+    privacy: bool,
+) -> None:
+    tg.privacy_mode = privacy
+    group = tg.group(GROUP_ID, "Friends")
+    ann, watcher = member(tg, 3111, group, "Ann"), member(tg, 3112, group, "Wes")
+    since = len(tg.sent)
+    tg.send_command(group, ann.user, "tryon", mention="OtherBot")
+    tg.send_as_anonymous_admin(group, "/tryon@OtherBot")
+    await settle(watcher)
+    assert len(tg.sent) == since + 1  # only the answer to the /help
+    tg.send_command(group, ann.user, "tryon", mention=True)
+    prompt = await ann.next_from_bot(since + 1)
+    assert "Step 1" in prompt.body
+
+
+async def test_anonymous_admins_are_asked_to_use_their_own_account(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    watcher = member(tg, 3121, group, "Wes")
+    since = len(tg.sent)
+    command = tg.send_as_anonymous_admin(group, "/tryon")
+    reply = await tg.wait_for_message(GROUP_ID, since=since)
+    assert "posting as the group" in reply.body
+    assert reply.reply_to_message_id == command["message_id"]
+    assert not reply.force_reply
+    since = len(tg.sent)
+    tg.send_as_anonymous_admin(group, photo=jpeg(seed=1), reply_to=reply)
+    await settle(watcher)
+    assert len(tg.sent) == since + 1 and ds.upload_count == 0
+
+
+async def test_a_flow_survives_the_group_becoming_a_supergroup(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann = member(tg, 3131, group, "Ann")
+    await ann.command("tryon")
+    await ann.photo(jpeg(seed=1))
+    person = ann.last_sent
+    since = len(tg.sent)
+    supergroup = tg.migrate_group_to_supergroup(group)
+    ann.chat, ann.last_prompt = supergroup, None
+    # The old prompt is in a chat that no longer exists: the bot asks again in the new one.
+    again = await ann.next_from_bot(since, lambda m: m.force_reply)
+    assert "Step 2" in again.body and again.selective
+    assert "Ann" in again.body  # the ForceReply is for Ann alone
+    step3 = await ann.photo(jpeg(seed=2))
+    assert "Step 3" in step3.body and step3.chat_id == supergroup["id"]
+    top = ann.last_sent
+    since = len(tg.sent)
+    await ann.command("skip")
+    result = await ann.result(since)
+    assert result.chat_id == supergroup["id"]
+    assert result.reply_to_message_id == top["message_id"]  # type: ignore[index]
+    job = await job_of(bot, result)
+    assert job.chat_id == supergroup["id"] and job.person.unique_id == unique_id(person)
+    assert ds.upload_count == 2  # the person photo was not uploaded again

@@ -66,7 +66,7 @@ async def say(
             text = f"{user.mention_html()} {text}"
     if thread_id is None:
         thread_id = thread_of(message)
-    return await context.bot.send_message(
+    sent = await context.bot.send_message(
         chat.id,
         text,
         parse_mode=ParseMode.HTML,
@@ -78,3 +78,11 @@ async def say(
             else None
         ),
     )
+    spent(context, chat.id)
+    return sent
+
+
+def spent(context: Context, chat_id: int) -> None:
+    """Counts a message sent (or edited) in a group against its ~20/minute budget, which
+    status edits leave room in: prompts count as much as anything else."""
+    services(context).messenger.budget.record(chat_id)

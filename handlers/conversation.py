@@ -1,7 +1,8 @@
 """The try-on conversation: person photo → top → bottom → submit (diagram: conversation.mmd).
 
-Photo steps run with block=False: checking and uploading a photo takes a second or
-two and must not hold up other users; meanwhile the user's own messages reach the
+Photo steps and the steps that may submit run with block=False: checking a photo takes
+a second or two, and posting a try-on's status message may wait out a group's flood
+control; neither must hold up other users. Meanwhile the user's own messages reach the
 WAITING handlers. Every step keeps its draft in user_data (persisted), so a restart
 between steps loses nothing.
 """
@@ -12,7 +13,16 @@ import logging
 import warnings
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Message, Update
+from telegram import (
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -21,9 +31,10 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.helpers import mention_html
 from telegram.warnings import PTBUserWarning
 
-from handlers.common import Context, is_group, lang_of, say, services, t, thread_of
+from handlers.common import Context, is_group, lang_of, say, services, spent, t, thread_of
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
 from services.images import ImageRejected
@@ -43,6 +54,11 @@ CB_ME_SET, CB_ME_DELETE = "meset", "medel"
 # ---- prompts ---------------------------------------------------------------------------
 
 
+def _other_person_row(context: Context, draft: Draft, user_id: int) -> list[InlineKeyboardButton]:
+    texts = services(context).texts
+    return [button(texts, draft.lang, "btn_other_person", callback(CB_OTHER_PERSON, user_id))]
+
+
 def _step_markup(context: Context, update: Update, draft: Draft, step: str) -> InlineKeyboardMarkup:
     user = update.effective_user
     assert user is not None
@@ -53,23 +69,40 @@ def _step_markup(context: Context, update: Update, draft: Draft, step: str) -> I
     row.append(button(services(context).texts, lang, "btn_cancel", callback(CB_CANCEL, user.id)))
     rows = [row]
     if step == TOP and draft.from_profile:
-        rows.insert(
-            0,
-            [
-                button(
-                    services(context).texts,
-                    lang,
-                    "btn_other_person",
-                    callback(CB_OTHER_PERSON, user.id),
-                )
-            ],
-        )
+        rows.insert(0, _other_person_row(context, draft, user.id))
     return InlineKeyboardMarkup(rows)
+
+
+def _category_markup(context: Context, lang: str, user_id: int) -> InlineKeyboardMarkup:
+    texts = services(context).texts
+    kinds = [
+        button(texts, lang, f"btn_kind_{kind}", callback(CB_CATEGORY, user_id, kind))
+        for kind in ("top", "bottom", "dress")
+    ]
+    cancel = button(texts, lang, "btn_cancel", callback(CB_CANCEL, user_id))
+    return InlineKeyboardMarkup([kinds, [cancel]])
 
 
 async def ask(update: Update, context: Context, draft: Draft, step: str, note: str = "") -> str:
     """Prompts for a step. Groups get a ForceReply (privacy mode delivers replies to the
     bot), private chats get buttons; both mention the typed commands."""
+    user = update.effective_user
+    assert user is not None
+    markup, reply_to = None, None
+    if not is_group(update):
+        markup = _step_markup(context, update, draft, step)
+    elif update.callback_query is not None:
+        reply_to = draft.last_message_id  # after a button, reply to the user's last message
+    if is_group(update) and step == TOP and draft.from_profile:
+        # A message carries buttons or a ForceReply, not both: in groups the saved-photo
+        # note comes first, with its "use another photo" button (the person step is skipped,
+        # so the flow still takes no more messages).
+        offer = note or t(context, draft.lang, "using_saved_photo")
+        other = InlineKeyboardMarkup([_other_person_row(context, draft, user.id)])
+        await say(
+            update, context, offer, markup=other, reply_to=reply_to, thread_id=draft.thread_id
+        )
+        note = ""
     text = t(context, draft.lang, f"ask_{step}")
     if note:
         text = f"{note}\n\n{text}"
@@ -77,11 +110,42 @@ async def ask(update: Update, context: Context, draft: Draft, step: str, note: s
         update,
         context,
         text,
-        markup=None if is_group(update) else _step_markup(context, update, draft, step),
+        markup=markup,
         force_reply=True,
+        reply_to=reply_to,
         thread_id=draft.thread_id,
     )
     return step
+
+
+async def ask_again(
+    context: Context, chat_id: int, user_id: int, draft: Draft, state: object
+) -> None:
+    """Repeats a member's open prompt in another chat (a group that became a supergroup):
+    there is no message of theirs to reply to there, so the ForceReply mentions them."""
+    try:
+        mention = (await context.bot.get_chat_member(chat_id, user_id)).user.mention_html()
+    except TelegramError:
+        mention = mention_html(user_id, "👤")
+    step = draft.next_step()
+    markup: InlineKeyboardMarkup | ForceReply = ForceReply(selective=True)
+    if state == CATEGORY and draft.pending_garment is not None:
+        text = t(context, draft.lang, "ask_category")
+        markup = _category_markup(context, draft.lang, user_id)
+    elif state == ME:
+        text = t(context, draft.lang, "ask_me")
+    elif step is not None:
+        text = t(context, draft.lang, f"ask_{step}")
+    else:
+        return
+    await context.bot.send_message(
+        chat_id,
+        f"{mention} {text}",
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup,
+        message_thread_id=draft.thread_id,
+    )
+    spent(context, chat_id)
 
 
 async def advance(update: Update, context: Context, draft: Draft, note: str = "") -> object:
@@ -142,17 +206,11 @@ async def on_tryon(update: Update, context: Context) -> object:
     save_draft(context.user_data, chat.id, draft)
     user = update.effective_user
     assert user is not None
-    texts = services(context).texts
-    kinds = [
-        button(texts, lang, f"btn_kind_{kind}", callback(CB_CATEGORY, user.id, kind))
-        for kind in ("top", "bottom", "dress")
-    ]
-    cancel = button(texts, lang, "btn_cancel", callback(CB_CANCEL, user.id))
     await say(
         update,
         context,
         t(context, lang, "ask_category"),
-        markup=InlineKeyboardMarkup([kinds, [cancel]]),
+        markup=_category_markup(context, lang, user.id),
     )
     return CATEGORY
 
@@ -256,6 +314,9 @@ async def on_skip(update: Update, context: Context) -> object:
     if step == BOTTOM and draft.top is None:
         await say(update, context, t(context, draft.lang, "cannot_skip_both"), force_reply=True)
         return None
+    message = update.effective_message
+    if update.callback_query is None and message is not None and draft.last_message_id is None:
+        draft.last_message_id = message.message_id  # e.g. after a migration: reply to /skip
     draft.put(step, None)
     return await advance(update, context, draft)
 
@@ -299,6 +360,7 @@ async def on_category(update: Update, context: Context) -> object:
         note = t(context, draft.lang, "using_saved_photo")
     if query.message is not None and isinstance(query.message, Message):
         await query.message.edit_reply_markup(None)
+        spent(context, query.message.chat_id)
     return await advance(update, context, draft, note)
 
 
@@ -317,6 +379,7 @@ async def on_cancel(update: Update, context: Context) -> object:
         await update.callback_query.answer()
         if isinstance(update.callback_query.message, Message):
             await update.callback_query.message.edit_reply_markup(None)
+            spent(context, chat.id)
     drop_draft(context.user_data, chat.id)
     await say(update, context, t(context, lang_of(update), "flow_canceled"))
     return END
@@ -349,7 +412,13 @@ async def on_me(update: Update, context: Context) -> object:
         caption=t(context, lang, "me_current"),
         reply_markup=markup,
         message_thread_id=thread_of(message),
+        reply_parameters=(  # in groups, show whose photo it is
+            ReplyParameters(message.message_id, allow_sending_without_reply=True)
+            if message is not None and is_group(update)
+            else None
+        ),
     )
+    spent(context, chat.id)
     return END
 
 
@@ -384,6 +453,7 @@ async def on_me_delete(update: Update, context: Context) -> object:
     await services(context).store.delete_profile(query.from_user.id)
     if isinstance(query.message, Message):
         await query.message.edit_caption(t(context, lang_of(update), "me_deleted"))
+        spent(context, query.message.chat_id)
     return END
 
 
@@ -447,9 +517,11 @@ def build_conversation() -> ConversationHandler[Any]:
         MessageHandler(photo, on_photo, block=False),
         MessageHandler(other, on_wrong_input),
     ]
+    # Skipping (or picking "dress" with a saved photo) may submit, and posting the status
+    # message waits out a group's flood control: that must not hold up everyone else.
     skip = [
-        CommandHandler("skip", on_skip, filters=only_messages),
-        CallbackQueryHandler(on_skip, pattern=_cb(CB_SKIP)),
+        CommandHandler("skip", on_skip, filters=only_messages, block=False),
+        CallbackQueryHandler(on_skip, pattern=_cb(CB_SKIP), block=False),
     ]
     with warnings.catch_warnings():
         # One flow per user and chat is the intent; per_message tracking is not wanted.
@@ -487,7 +559,7 @@ def _conversation_handler(
             ],
             BOTTOM: [*photo_step, *skip],
             CATEGORY: [
-                CallbackQueryHandler(on_category, pattern=_cb(CB_CATEGORY)),
+                CallbackQueryHandler(on_category, pattern=_cb(CB_CATEGORY), block=False),
                 MessageHandler(step_input & ~filters.COMMAND, on_wrong_input),
             ],
             ME: [

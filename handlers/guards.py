@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.constants import ChatID
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
@@ -14,6 +14,15 @@ from services.replies import parse_callback
 
 log = logging.getLogger(__name__)
 GUARD_GROUP = -1
+
+
+def is_command_for_me(message: Message) -> bool:
+    """A command without a bot name, or with this bot's: "/tryon@OtherBot" is not ours."""
+    text = message.text or ""
+    if not text.startswith("/"):
+        return False
+    _, _, target = text.split(maxsplit=1)[0].partition("@")
+    return not target or target.lower() == (message.get_bot().username or "").lower()
 
 
 async def guard(update: Update, context: Context) -> None:
@@ -27,7 +36,7 @@ async def guard(update: Update, context: Context) -> None:
         if parsed is None or parsed[2] != user.id:
             await query.answer(t(context, lang, "not_your_button"), show_alert=True)
             raise ApplicationHandlerStop
-    is_command = bool(message and message.text and message.text.startswith("/"))
+    is_command = message is not None and is_command_for_me(message)
     anonymous = user.id == ChatID.ANONYMOUS_ADMIN or (
         message is not None and message.sender_chat is not None and is_group(update)
     )

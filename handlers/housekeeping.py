@@ -14,7 +14,8 @@ from telegram.ext import Application, MessageHandler, TypeHandler, filters
 
 from bot.container import SERVICES_KEY
 from handlers.common import Context, services
-from handlers.drafts import drop_draft, expired_drafts, load_draft, save_draft
+from handlers.conversation import ask_again
+from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
 from services.i18n import Texts
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,16 @@ async def on_migrate(update: Update, context: Context) -> None:
     log.info("Chat %s migrated to %s", old, new)
     await services(context).store.migrate_chat(old, new)
     app = context.application
+    moved: dict[int, Draft] = {}
     for user_id, data in app.user_data.items():
         draft = load_draft(data, old)
         if draft is not None:
             data["flows"].pop(str(old))
+            draft.last_message_id = None  # message ids of the old chat mean nothing in the new
             save_draft(data, new, draft)
             app.mark_data_for_update_persistence(user_ids=[user_id])
+            moved[user_id] = draft
+    states: dict[int, object] = {}
     for handler_group in app.handlers.values():
         for handler in handler_group:
             conversations = getattr(handler, "_conversations", None)
@@ -51,6 +56,13 @@ async def on_migrate(update: Update, context: Context) -> None:
                 continue
             for key in [k for k in conversations if k and k[0] == old]:
                 conversations[(new, *key[1:])] = conversations.pop(key)
+                if len(key) == 2:
+                    states[key[1]] = conversations[(new, *key[1:])]
+    # Each member's prompt stays behind in the old chat, where nobody can answer it any more.
+    for user_id, draft in moved.items():
+        if user_id in states:
+            with contextlib.suppress(TelegramError):
+                await ask_again(context, new, user_id, draft, states[user_id])
 
 
 async def expire_idle_flows(app: Application, idle_limit: float, interval: float) -> None:  # type: ignore[type-arg]

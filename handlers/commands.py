@@ -18,6 +18,7 @@ from telegram.ext import (
 
 from handlers.common import Context, lang_of, say, services, t
 from handlers.conversation import refusal_text
+from handlers.housekeeping import forget_conversations
 from services.dashscope import DashScopeError
 from services.jobs import Job, JobState, new_job_id
 from services.replies import CB_FULL, CB_RETRY, parse_callback
@@ -56,6 +57,7 @@ async def on_forget(update: Update, context: Context) -> None:
     svc = services(context)
     await svc.store.forget_user(user.id)
     context.application.drop_user_data(user.id)
+    forget_conversations(context.application, user.id)
     await say(update, context, t(context, lang_of(update), "forgotten"))
 
 
@@ -123,7 +125,7 @@ async def on_retry(update: Update, context: Context) -> None:
         request_message_id=old.request_message_id,
     )
     try:
-        svc.scheduler.reserve(job.id, job.user_id)
+        await svc.runner.launch(job)
     except QueueFull:
         await query.answer(t(context, lang, "too_many_running"), show_alert=True)
         return
@@ -132,11 +134,6 @@ async def on_retry(update: Update, context: Context) -> None:
     if isinstance(query.message, Message):
         with contextlib.suppress(TelegramError):
             await query.message.edit_reply_markup(None)
-    try:
-        await svc.runner.launch(job)
-    except BaseException:
-        svc.scheduler.release(job.id)
-        raise
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

@@ -12,6 +12,7 @@ from bot.container import SERVICES_KEY, BotServices
 from services.i18n import language_for
 
 Context = ContextTypes.DEFAULT_TYPE
+PROMPT_MAX_WAIT = 30.0  # seconds a prompt may wait out flood control before giving up
 
 
 def services(context: Context) -> BotServices:
@@ -66,20 +67,25 @@ async def say(
             text = f"{user.mention_html()} {text}"
     if thread_id is None:
         thread_id = thread_of(message)
-    sent = await context.bot.send_message(
-        chat.id,
-        text,
-        parse_mode=ParseMode.HTML,
-        reply_markup=reply_markup,
-        message_thread_id=thread_id,
-        reply_parameters=(
-            ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
-            if reply_to is not None
-            else None
-        ),
+    reply_parameters = (
+        ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+        if reply_to is not None
+        else None
     )
-    spent(context, chat.id)
-    return sent
+    # Prompts are retried through flood waits too (in a group, a lost prompt leaves the
+    # user nothing to reply to), but within a bound: the user is waiting on it.
+    return await services(context).messenger.guaranteed(
+        chat.id,
+        lambda: context.bot.send_message(
+            chat.id,
+            text,
+            parse_mode=ParseMode.HTML,
+            reply_markup=reply_markup,
+            message_thread_id=thread_id,
+            reply_parameters=reply_parameters,
+        ),
+        max_wait=PROMPT_MAX_WAIT,
+    )
 
 
 def spent(context: Context, chat_id: int) -> None:

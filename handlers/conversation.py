@@ -486,18 +486,11 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
         bottom=draft.bottom,
         request_message_id=draft.last_message_id,
     )
-    try:
-        svc.scheduler.reserve(job.id, user.id)
-    except QueueFull:
-        drop_draft(context.user_data, chat.id)
-        await say(update, context, t(context, draft.lang, "too_many_running"))
-        return END
     drop_draft(context.user_data, chat.id)
     try:
         await svc.runner.launch(job)
-    except BaseException:
-        svc.scheduler.release(job.id)
-        raise
+    except QueueFull:
+        await say(update, context, t(context, draft.lang, "too_many_running"))
     return END
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import MutableMapping
 
 from telegram import Update
 from telegram.error import TelegramError
@@ -49,20 +50,38 @@ async def on_migrate(update: Update, context: Context) -> None:
             app.mark_data_for_update_persistence(user_ids=[user_id])
             moved[user_id] = draft
     states: dict[int, object] = {}
-    for handler_group in app.handlers.values():
-        for handler in handler_group:
-            conversations = getattr(handler, "_conversations", None)
-            if conversations is None:
-                continue
-            for key in [k for k in conversations if k and k[0] == old]:
-                conversations[(new, *key[1:])] = conversations.pop(key)
-                if len(key) == 2:
-                    states[key[1]] = conversations[(new, *key[1:])]
+    for conversations in conversation_tables(app):
+        for key in [k for k in conversations if k and k[0] == old]:
+            conversations[(new, *key[1:])] = conversations.pop(key)
+            if len(key) == 2:
+                states[key[1]] = conversations[(new, *key[1:])]
     # Each member's prompt stays behind in the old chat, where nobody can answer it any more.
     for user_id, draft in moved.items():
         if user_id in states:
             with contextlib.suppress(TelegramError):
                 await ask_again(context, new, user_id, draft, states[user_id])
+
+
+def conversation_tables(
+    app: Application,  # type: ignore[type-arg]
+) -> list[MutableMapping[tuple[int, ...], object]]:
+    """The state tables of the app's ConversationHandlers, keyed (chat, user).
+
+    PTB keeps them private and offers no API to move or drop a key; group migration and
+    /forget need both. Writes go through PTB's tracking dict, so they are persisted.
+    """
+    return [
+        tables
+        for handlers in app.handlers.values()
+        for handler in handlers
+        if (tables := getattr(handler, "_conversations", None)) is not None
+    ]
+
+
+def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]
+    for conversations in conversation_tables(app):
+        for key in [k for k in conversations if len(k) == 2 and k[1] == user_id]:
+            del conversations[key]
 
 
 async def expire_idle_flows(app: Application, idle_limit: float, interval: float) -> None:  # type: ignore[type-arg]

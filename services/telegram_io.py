@@ -87,12 +87,15 @@ class Messenger:
         self.max_wait = max_wait
         self.base_delay = base_delay
 
-    async def guaranteed(self, chat_id: int, send: Callable[[], Awaitable[T]]) -> T:
+    async def guaranteed(
+        self, chat_id: int, send: Callable[[], Awaitable[T]], max_wait: float | None = None
+    ) -> T:
         """Retries one send through flood waits and network faults until Telegram accepts it.
 
-        Gives up only on a permanent error (bad request, bot blocked) or after `max_wait`.
+        Gives up only on a permanent error (bad request, bot blocked, chat migrated) or
+        after `max_wait` seconds.
         """
-        deadline = time.monotonic() + self.max_wait
+        deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
         attempt = 0
         while True:
             wait = self.budget.blocked_for(chat_id)

@@ -17,11 +17,12 @@ import enum
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from PIL import Image
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram import Message
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
 from services.dashscope import (
     DashScopeClient,
@@ -165,21 +166,30 @@ class TryOnRunner:
     async def launch(self, job: Job) -> Job:
         """Stores a new job, posts its status message and starts it.
 
-        The caller has already reserved the job's place with the scheduler. The row is
-        written first: from then on a restart finds the try-on, whatever happens.
+        Raises QueueFull when the user already has their running and waiting try-on.
+        The row is written first: from then on a restart finds the try-on, whatever happens.
         """
-        await self.store.create(job)
+        self.scheduler.reserve(job.id, job.user_id)
+        try:
+            await self.store.create(job)
+        except BaseException:
+            self.scheduler.release(job.id)
+            raise
         log.info(
             "job %s created: user=%s chat=%s inputs=%s",
             job.id, job.user_id, job.chat_id, ",".join(job.inputs()),
         )  # fmt: skip
-        status = await self.messenger.send_text(
-            job.chat_id,
-            status_text(self.texts, job.lang, "preparing", 0),
-            thread_id=job.thread_id,
-            reply_to=job.request_message_id,
-        )
-        job = await self.store.update(job, status_message_id=status.message_id)
+        try:
+            status = await self.messenger.send_text(
+                job.chat_id,
+                status_text(self.texts, job.lang, "preparing", 0),
+                thread_id=job.thread_id,
+                reply_to=job.request_message_id,
+            )
+        except TelegramError as error:  # the try-on goes ahead without a status line
+            log.warning("job %s: no status message: %s", job.id, error)
+        else:
+            job = await self.store.update(job, status_message_id=status.message_id)
         self._start(job)
         return job
 
@@ -262,7 +272,7 @@ class TryOnRunner:
                 if job.state is JobState.QUEUED:
                     ticker.set("submitting")
                     job = await self._submit(job)
-                ticker.set("generating")
+                ticker.set(_stage_of(job.task_status))
                 job = await self._await_task(job, ticker)
         if job.state is JobState.SUCCEEDED:
             ticker.set("sending")
@@ -341,7 +351,7 @@ class TryOnRunner:
             state = await self._query(task_id)
             if state is not None and state.status != job.task_status:
                 job = await self.store.update(job, task_status=state.status)
-                ticker.set("queued_remote" if state.status == "PENDING" else "generating")
+                ticker.set(_stage_of(state.status))
                 log.info("job %s: task %s is %s", job.id, job.task_id, state.status)
             if state is not None and state.is_terminal:
                 return await self._finish_task(job, state)
@@ -395,15 +405,19 @@ class TryOnRunner:
                 "task_expired" if error.kind is ErrorKind.TASK_EXPIRED else failure_kind(error)
             ) from error
         caption = self.texts.get(job.lang, "result_caption")
+        as_document = not _fits_send_photo(data)
         try:
-            message = await self.messenger.send_photo(
-                job.chat_id,
-                data,
-                caption,
-                thread_id=job.thread_id,
-                reply_to=job.request_message_id,
-                markup=result_markup(self.texts, job.lang, job.id, job.user_id),
-                as_document=not _fits_send_photo(data),
+            job, message = await self._send_to_chat(
+                job,
+                lambda j: self.messenger.send_photo(
+                    j.chat_id,
+                    data,
+                    caption,
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=result_markup(self.texts, j.lang, j.id, j.user_id),
+                    as_document=as_document,
+                ),
             )
         except (BadRequest, Forbidden) as error:
             log.error("job %s: result undeliverable: %s", job.id, error)
@@ -423,6 +437,22 @@ class TryOnRunner:
         if job.status_message_id is not None:
             await self.messenger.delete(job.chat_id, job.status_message_id)
         return job
+
+    async def _send_to_chat(
+        self, job: Job, send: Callable[[Job], Awaitable[Message]]
+    ) -> tuple[Job, Message]:
+        """Sends to the job's chat, following it if the group became a supergroup."""
+        try:
+            return job, await send(job)
+        except ChatMigrated as migrated:
+            new_chat = migrated.new_chat_id
+            log.info("job %s: chat %s is now %s", job.id, job.chat_id, new_chat)
+            await self.store.migrate_chat(job.chat_id, new_chat)
+            # Message ids of the old group mean nothing in the new one.
+            job = await self.store.update(
+                job, chat_id=new_chat, request_message_id=None, status_message_id=None
+            )
+            return job, await send(job)
 
     async def _fail(self, job: Job, error: BaseException) -> Job:
         kind = failure_kind(error)
@@ -446,12 +476,15 @@ class TryOnRunner:
         if kind == "canceled":
             final = JobState.CANCELED
         try:
-            await self.messenger.send_text(
-                job.chat_id,
-                failure_text(self.texts, job.lang, kind),
-                thread_id=job.thread_id,
-                reply_to=job.request_message_id,
-                markup=failure_markup(self.texts, job.lang, kind, job.id, job.user_id),
+            job, _ = await self._send_to_chat(
+                job,
+                lambda j: self.messenger.send_text(
+                    j.chat_id,
+                    failure_text(self.texts, j.lang, kind),
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                ),
             )
         except (BadRequest, Forbidden) as send_error:
             log.error("job %s: failure notice undeliverable: %s", job.id, send_error)
@@ -489,6 +522,11 @@ class TryOnRunner:
             return current
         job = await self._fail(current, Failure("canceled"))
         return job
+
+
+def _stage_of(task_status: str | None) -> str:
+    """A busy account keeps tasks PENDING at DashScope: the user is told they are queued."""
+    return "queued_remote" if task_status == "PENDING" else "generating"
 
 
 def _url(image: InputImage) -> str:

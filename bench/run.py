@@ -10,7 +10,9 @@ flight, ...): only the URLs and the data directory differ. Each user, in a priva
 sends /tryon, a person photo (a ~300 KB 960x1280 phone photo, or with --big-person a 12 MB
 6000x8000 JPEG sent as a file), one of a few garments shared by all users (the same Telegram
 file, as when a photo is forwarded), then /skip for the bottom, and waits for the result.
-Each step waits for the bot's prompt, and users answer at once (--think adds a pause).
+Each step waits for the bot's prompt, then the user "thinks" --think seconds (default 0.5;
+with 0, a photo sent within milliseconds of the bot's prompt can race the bot's own state
+change and be answered "still checking", see README).
 
 Every timestamp below is time.monotonic() in this process:
 
@@ -36,12 +38,14 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import signal
 import sqlite3
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -327,6 +331,31 @@ def production_settings(tg: FakeTelegram, ds: FakeDashScope, data_dir: Path) -> 
     return make_settings(tg.base_url, ds.base_url, data_dir, **{k: defaults[k] for k in FAST})
 
 
+class BenchBotProcess(BotProcess):
+    """BotProcess, optionally under cProfile (`--profile`: slower, for finding hot spots)."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, profile: Path | None = None) -> None:
+        super().__init__(env, cwd)
+        self.profile = profile
+
+    def start(self) -> None:
+        if self.profile is None:
+            super().start()
+            return
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TRYON_", "TELEGRAM_", "DASHSCOPE_"))
+        }
+        env.update(self.env, PYTHONPATH=str(ROOT))
+        self.log_path = self.cwd / "bot.log"
+        self._log = self.log_path.open("wb")
+        command = [sys.executable, "-m", "cProfile", "-o", str(self.profile.resolve()), "-m", "bot"]
+        self.proc = subprocess.Popen(
+            command, cwd=self.cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+
 def proc_status_kb(pid: int) -> dict[str, int]:
     """The Vm* lines of /proc/<pid>/status, in kB."""
     values: dict[str, int] = {}
@@ -402,7 +431,9 @@ async def run_bench(
         settings = production_settings(tg, ds, workdir / "data")
         limits = ImageLimits(max_side=settings.max_image_side)
         images = make_images(tg, args.users, args.garments, args.big_person, limits)
-        bot = BotProcess(settings_env(settings), workdir)
+        env = settings_env(settings)
+        env.update(item.split("=", 1) for item in args.bot_env)
+        bot = BenchBotProcess(env, workdir, profile=args.profile)
         bot.start()
         assert bot.proc is not None
         pid = bot.proc.pid
@@ -500,7 +531,7 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchD
             seen=ds.seen_finished(task_id),
             result=first_send.get(run.user_id),
             # The bot's own records (time.time() there, the same system clock):
-            created=to_monotonic(job["created_at"]),  # /skip handled, job row written
+            created=to_monotonic(job["created_at"]),  # the /skip handler made the job
             intent=to_monotonic(job["submit_intent_at"]),  # slot granted, about to submit
             finished=to_monotonic(job["finished_at"]),  # finish seen and recorded
         )
@@ -511,7 +542,7 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchD
     seen_sorted = sorted(float(r["seen"]) for r in done)
     overhead: list[float] = []
     raw_overhead: list[float] = []
-    to_job: list[float] = []  # last input -> the bot has handled /skip and stored the job
+    to_job: list[float] = []  # last input -> the /skip handler creates the job
     to_intent: list[float] = []  # job stored and a slot free -> the bot starts its submit
     to_submit: list[float] = []  # submit started -> the request reaches DashScope
     for i, r in enumerate(sorted(done, key=lambda r: float(r["submit"]))):
@@ -588,7 +619,7 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchD
         "poll_lag_s": stats(poll_lag),
         "send_lag_s": stats(send_lag),
         "breakdown_s": {
-            "input_to_job_stored": stats(to_job),
+            "input_to_job_created": stats(to_job),
             "slot_free_to_submit_start": stats(to_intent),
             "submit_start_to_arrival": stats(to_submit),
             "seen_to_finish_recorded": stats(record_lag),
@@ -673,7 +704,7 @@ def render(report: JSON) -> str:
         ),
         ("submit overhead p50 / p95", ms(report["submit_overhead_s"]), mark("submit overhead")),
         ("  input -> submit incl. slot wait", ms(report["input_to_submit_s"]), ""),
-        ("  input -> job stored by the bot", ms(br["input_to_job_stored"]), ""),
+        ("  input -> /skip handler runs", ms(br["input_to_job_created"]), ""),
         ("  slot free -> submit started", ms(br["slot_free_to_submit_start"]), ""),
         ("  submit started -> arrives", ms(br["submit_start_to_arrival"]), ""),
         ("detection delay p50 / p95", ms(report["detection_delay_s"]), mark("detection")),
@@ -747,7 +778,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--users", type=int, default=50, help="simulated users (default 50)")
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which they start")
-    parser.add_argument("--think", type=float, default=0.0, help="pause after each prompt (s)")
+    parser.add_argument("--think", type=float, default=0.5, help="pause after each prompt (s)")
     parser.add_argument("--garments", type=int, default=3, help="distinct garments, shared")
     parser.add_argument(
         "--big-person", action="store_true", help="person: 12 MB 6000x8000 JPEG sent as a file"
@@ -755,12 +786,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--running", type=float, default=3.0, help="DashScope task run time (s)")
     parser.add_argument("--pending", type=float, default=0.2, help="DashScope queueing time (s)")
     parser.add_argument("--timeout", type=float, default=0.0, help="per-wait limit (s; 0: auto)")
+    parser.add_argument(
+        "--bot-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the bot process (repeatable), e.g. MALLOC_ARENA_MAX=2",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the bot under cProfile, stats to FILE (slows it: figures not comparable)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (the table to stderr)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (bot log, db)")
     args = parser.parse_args(argv)
     if args.users < 1 or args.garments < 1:
         parser.error("--users and --garments must be at least 1")
+    if any("=" not in item for item in args.bot_env):
+        parser.error("--bot-env takes NAME=VALUE")
     return args
 
 
@@ -790,7 +836,10 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Errors inside the doubles (aiohttp logs them) are shown with the run's clock.
+    logging.basicConfig(
+        level=logging.WARNING, format="bench +%(relativeCreated).0f ms %(name)s: %(message)s"
+    )
     return asyncio.run(main_async(parse_args(argv)))
 
 

@@ -154,6 +154,22 @@ class BenchDashScope(FakeDashScope):
         return None
 
 
+class BenchTelegram(FakeTelegram):
+    """FakeTelegram that counts, per method, requests whose connection the bot dropped
+    before the body was read (a cancelled call): they never become a `Call`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abandoned: Counter[str] = Counter()
+
+    async def _read_params(self, request: web.Request) -> JSON:
+        try:
+            return await super()._read_params(request)
+        except ConnectionResetError:
+            self.abandoned[request.match_info.get("method", "?")] += 1
+            raise
+
+
 class Inbox:
     """Hands each chat the bot's new messages, with the time they were recorded: one
     watcher over `tg.sent` instead of one scan of it per user per recorded call."""
@@ -420,14 +436,14 @@ class Outcome:
 
 async def run_bench(
     args: argparse.Namespace, workdir: Path
-) -> tuple[Outcome, FakeTelegram, BenchDashScope]:
+) -> tuple[Outcome, BenchTelegram, BenchDashScope]:
     ds_kwargs: dict[str, Any] = {
         "pending_seconds": args.pending,
         "running_seconds": args.running,
         "clock": dashscope_clock,
     }
     ds = BenchDashScope(**ds_kwargs)  # (FakeDashScope.__aenter__ is typed to the base class)
-    async with FakeTelegram() as tg, ds:
+    async with BenchTelegram() as tg, ds:
         settings = production_settings(tg, ds, workdir / "data")
         limits = ImageLimits(max_side=settings.max_image_side)
         images = make_images(tg, args.users, args.garments, args.big_person, limits)
@@ -498,7 +514,7 @@ async def run_bench(
         return outcome, tg, ds
 
 
-def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchDashScope) -> JSON:
+def analyse(args: argparse.Namespace, out: Outcome, tg: BenchTelegram, ds: BenchDashScope) -> JSON:
     slots = 5  # TRYON_MAX_CONCURRENT, production default (also the account's limit)
     submit_time = {
         record["task_id"]: float(record["time"])
@@ -628,6 +644,7 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: FakeTelegram, ds: BenchD
         "bot_cpu_s": out.bot_cpu,
         "bench_cpu_s": out.bench_cpu,
         "telegram_calls": dict(Counter(call.method for call in tg.calls)),
+        "telegram_calls_abandoned": dict(tg.abandoned),
         "max_telegram_calls_1s": max_in_window(
             [c.time for c in tg.calls if c.method.lower() != "getupdates"], 1.0
         ),
@@ -678,9 +695,10 @@ def render(report: JSON) -> str:
     actions = by_method.get("sendchataction", 0)
 
     def mark(prefix: str) -> str:
+        """`target: ok|MISSED` for the target named `prefix ...`."""
         for name, ok in targets.items():
             if name.startswith(prefix):
-                return f"{name:<34} {'ok' if ok else 'MISSED'}"
+                return f"{name.removeprefix(prefix).strip() or 'all'}: {'ok' if ok else 'MISSED'}"
         return ""
 
     def ms(stat: JSON) -> str:
@@ -698,21 +716,26 @@ def render(report: JSON) -> str:
         ("span (first /tryon -> last result)", f"{report['span_s']:.1f} s", ""),
         (
             "throughput",
-            f"{report['throughput_per_min']:.1f} try-ons/min",
-            f"(5 slots x {sc['dashscope_pending_s'] + sc['dashscope_running_s']:g} s/task "
-            f"bound: {report['capacity_per_min']:.1f})",
+            f"{report['throughput_per_min']:.1f} try-ons/min (bound for 5 slots x "
+            f"{sc['dashscope_pending_s'] + sc['dashscope_running_s']:g} s/task: "
+            f"{report['capacity_per_min']:.1f})",
+            "",
         ),
         ("submit overhead p50 / p95", ms(report["submit_overhead_s"]), mark("submit overhead")),
         ("  input -> submit incl. slot wait", ms(report["input_to_submit_s"]), ""),
         ("  input -> /skip handler runs", ms(br["input_to_job_created"]), ""),
         ("  slot free -> submit started", ms(br["slot_free_to_submit_start"]), ""),
         ("  submit started -> arrives", ms(br["submit_start_to_arrival"]), ""),
-        ("detection delay p50 / p95", ms(report["detection_delay_s"]), mark("detection")),
+        ("detection delay p50 / p95", ms(report["detection_delay_s"]), mark("detection delay")),
         ("  finish -> bot's query sees it", ms(report["poll_lag_s"]), ""),
         ("  query -> sendPhoto arrives", ms(report["send_lag_s"]), ""),
         ("    of which: bot records the finish", ms(br["seen_to_finish_recorded"]), ""),
         ("    of which: download + send call", ms(br["finish_recorded_to_send"]), ""),
-        ("max task queries in any 1 s", str(report["max_queries_1s"]), mark("max queries")),
+        (
+            "max task queries in any 1 s",
+            str(report["max_queries_1s"]),
+            mark("max queries in any 1 s"),
+        ),
         ("peak running tasks (DashScope)", str(report["peak_running_dashscope"]), ""),
         ("peak try-ons in flight or queued", str(report["peak_in_flight_or_queued"]), ""),
         (
@@ -720,7 +743,7 @@ def render(report: JSON) -> str:
             f"{report['uploads_per_distinct_image']:.2f} "
             f"({report['uploads']} uploads / {report['distinct_images']} images; "
             f"per garment {report['uploads_per_garment']})",
-            mark("uploads"),
+            mark("uploads per distinct image"),
         ),
         (
             "getPolicy calls per try-on",
@@ -748,16 +771,17 @@ def render(report: JSON) -> str:
         (
             "bot -> Telegram calls (no getUpdates)",
             f"{calls} (edits {edits}, chat actions {actions}; max "
-            f"{report['max_telegram_calls_1s']} in 1 s)",
+            f"{report['max_telegram_calls_1s']} in 1 s; abandoned mid-request "
+            f"{sum(report['telegram_calls_abandoned'].values())})",
             "",
         ),
         ("bench loop max stall", f"{report['bench_loop_max_stall_s'] * 1000:.0f} ms", ""),
     ]
     width = max(len(name) for name, _, _ in table)
-    value_width = max(len(value) for _, value, _ in table)
-    lines += [
-        f"{name:<{width}}  {value:<{value_width}}  {note}".rstrip() for name, value, note in table
-    ]
+    note_width = max(len(note) for _, _, note in table)
+    header = f"{'metric':<{width}}  {'target':<{note_width}}  value"
+    lines += [header, "-" * len(header)]
+    lines += [f"{name:<{width}}  {note:<{note_width}}  {value}" for name, value, note in table]
     if report["failed"]:
         lines += ["", f"FAILED ({len(report['failed'])}):", *report["failed"][:20]]
     return "\n".join(lines)
@@ -775,8 +799,11 @@ def _finite(value: Any) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--users", type=int, default=50, help="simulated users (default 50)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=50, help="simulated users")
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which they start")
     parser.add_argument("--think", type=float, default=0.5, help="pause after each prompt (s)")
     parser.add_argument("--garments", type=int, default=3, help="distinct garments, shared")
@@ -836,9 +863,13 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Errors inside the doubles (aiohttp logs them) are shown with the run's clock.
+    # Errors inside the doubles (aiohttp logs them) are shown with the run's clock; a call
+    # the bot abandons mid-request is counted in the report instead (BenchTelegram).
     logging.basicConfig(
         level=logging.WARNING, format="bench +%(relativeCreated).0f ms %(name)s: %(message)s"
+    )
+    logging.getLogger("aiohttp.server").addFilter(
+        lambda record: not (record.exc_info and record.exc_info[0] is ConnectionResetError)
     )
     return asyncio.run(main_async(parse_args(argv)))
 

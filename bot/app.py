@@ -37,9 +37,6 @@ from services.tryon import RunnerConfig, TryOnRunner
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
 
-# DashScope counts requests per second where they arrive; network jitter can squeeze two
-# requests spaced exactly 1 s apart here into its one second, so windows are a bit longer.
-LIMIT_WINDOW = 1.05
 PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
 GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
 
@@ -121,8 +118,8 @@ def build_services(
             max_delay=max(settings.retry_base_delay, 8.0),
         ),
         request_timeout=settings.request_timeout,
-        submit_limiter=SlidingWindowLimiter(settings.submit_qps, LIMIT_WINDOW),
-        query_limiter=SlidingWindowLimiter(settings.query_qps, LIMIT_WINDOW),
+        submit_limiter=SlidingWindowLimiter(settings.submit_qps),
+        query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
     )
     messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)

@@ -108,10 +108,6 @@ async def on_retry(update: Update, context: Context) -> None:
     if old is None or old.state not in (JobState.FAILED, JobState.INTERRUPTED):
         await query.answer(t(context, lang, "retry_unavailable"), show_alert=True)
         return
-    refusal = await svc.quota.check(old.user_id)
-    if refusal is not None:
-        await query.answer(refusal_text(context, lang, refusal), show_alert=True)
-        return
     job = Job(
         id=new_job_id(),
         chat_id=old.chat_id,
@@ -125,9 +121,12 @@ async def on_retry(update: Update, context: Context) -> None:
         request_message_id=old.request_message_id,
     )
     try:
-        await svc.runner.launch(job)
+        refusal = await svc.runner.launch(job, admit=lambda: svc.quota.check(old.user_id))
     except QueueFull:
         await query.answer(t(context, lang, "too_many_running"), show_alert=True)
+        return
+    if refusal is not None:
+        await query.answer(refusal_text(context, lang, refusal), show_alert=True)
         return
     await svc.store.update(old, state=JobState.RETRIED)
     await query.answer()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, cast
 
 from telegram import ForceReply, InlineKeyboardMarkup, Message, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.ext import ContextTypes
+from telegram.ext import Application, ContextTypes
 
 from bot.container import SERVICES_KEY, BotServices
 from services.i18n import language_for
@@ -92,3 +93,19 @@ def spent(context: Context, chat_id: int) -> None:
     """Counts a message sent (or edited) in a group against its ~20/minute budget, which
     status edits leave room in: prompts count as much as anything else."""
     services(context).messenger.budget.record(chat_id)
+
+
+def conversation_tables(
+    app: Application,  # type: ignore[type-arg]
+) -> list[MutableMapping[tuple[int, ...], object]]:
+    """The state tables of the app's ConversationHandlers, keyed (chat, user).
+
+    PTB keeps them private and offers no API to move or drop a key; group migration and
+    /forget need both. Writes go through PTB's tracking dict, so they are persisted.
+    """
+    return [
+        tables
+        for handlers in app.handlers.values()
+        for handler in handlers
+        if (tables := getattr(handler, "_conversations", None)) is not None
+    ]

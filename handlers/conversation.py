@@ -9,6 +9,7 @@ between steps loses nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from typing import Any
@@ -34,7 +35,17 @@ from telegram.ext import (
 from telegram.helpers import mention_html
 from telegram.warnings import PTBUserWarning
 
-from handlers.common import Context, is_group, lang_of, say, services, spent, t, thread_of
+from handlers.common import (
+    Context,
+    conversation_tables,
+    is_group,
+    lang_of,
+    say,
+    services,
+    spent,
+    t,
+    thread_of,
+)
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
 from services.images import ImageRejected
@@ -162,15 +173,28 @@ async def advance(update: Update, context: Context, draft: Draft, note: str = ""
 # ---- entry points ----------------------------------------------------------------------
 
 
+async def refused_at_start(update: Update, context: Context, lang: str) -> bool:
+    """Says so before asking for any photo when the user cannot start one more try-on."""
+    user = update.effective_user
+    assert user is not None
+    svc = services(context)
+    refusal = await svc.quota.check(user.id)
+    if refusal is not None:
+        await say(update, context, refusal_text(context, lang, refusal))
+        return True
+    if not svc.scheduler.has_room(user.id):
+        await say(update, context, t(context, lang, "too_many_running"))
+        return True
+    return False
+
+
 async def start_flow(update: Update, context: Context, *, greet: bool = False) -> object:
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     assert chat is not None and user is not None and context.user_data is not None
     svc = services(context)
     lang = lang_of(update)
-    refusal = await svc.quota.check(user.id)
-    if refusal is not None:
+    if await refused_at_start(update, context, lang):
         drop_draft(context.user_data, chat.id)
-        await say(update, context, refusal_text(context, lang, refusal))
         return END
     draft = Draft(lang=lang, thread_id=thread_of(message))
     if message is not None and update.callback_query is None:
@@ -197,9 +221,7 @@ async def on_tryon(update: Update, context: Context) -> object:
     if garment is None:
         return await start_flow(update, context)
     lang = lang_of(update)
-    refusal = await services(context).quota.check(message.from_user.id if message.from_user else 0)
-    if refusal is not None:
-        await say(update, context, refusal_text(context, lang, refusal))
+    if await refused_at_start(update, context, lang):
         return END
     draft = Draft(lang=lang, thread_id=thread_of(message), pending_garment=garment)
     draft.last_message_id = message.message_id
@@ -364,11 +386,44 @@ async def on_category(update: Update, context: Context) -> object:
     return await advance(update, context, draft, note)
 
 
+REQUEUED_KEY = "requeued_updates"
+MAX_REQUEUES = 5
+STEP_WAIT = 60.0  # seconds an update waits for the user's previous step
+
+
+def pending_step(update: Update, context: Context) -> asyncio.Task[Any] | None:
+    """The task of the user's step still running (PTB's PendingState for this flow)."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None:
+        return None
+    for conversations in conversation_tables(context.application):
+        task = getattr(conversations.get((chat.id, user.id)), "task", None)
+        if isinstance(task, asyncio.Task):
+            return task
+    return None
+
+
 async def on_waiting(update: Update, context: Context) -> object:
-    """Messages while the user's previous photo is still being checked."""
-    message = update.effective_message
-    if message is not None and message.media_group_id is None:
-        await say(update, context, t(context, lang_of(update), "still_checking"))
+    """An update while the user's previous step still runs: wait for that step, then put the
+    update back in the queue, so it is handled in order and in the step it was meant for
+    (a quick /skip after a photo, or an album of person, top and bottom)."""
+    task = pending_step(update, context)
+    if task is not None:
+        await asyncio.wait({task}, timeout=STEP_WAIT)
+    requeued: dict[int, int] = context.bot_data.setdefault(REQUEUED_KEY, {})
+    if len(requeued) > 1000:
+        requeued.clear()
+    count = requeued.get(update.update_id, 0)
+    if count >= MAX_REQUEUES:
+        requeued.pop(update.update_id, None)
+        text = t(context, lang_of(update), "still_checking")
+        if update.callback_query is not None:
+            await update.callback_query.answer(text)
+        else:
+            await say(update, context, text)
+        return None
+    requeued[update.update_id] = count + 1
+    await context.application.update_queue.put(update)
     return None
 
 
@@ -469,11 +524,6 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None and draft.person is not None
     svc = services(context)
-    refusal = await svc.quota.check(user.id)
-    if refusal is not None:
-        drop_draft(context.user_data, chat.id)
-        await say(update, context, refusal_text(context, draft.lang, refusal))
-        return END
     job = Job(
         id=new_job_id(),
         chat_id=chat.id,
@@ -488,9 +538,12 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
     )
     drop_draft(context.user_data, chat.id)
     try:
-        await svc.runner.launch(job)
+        refusal = await svc.runner.launch(job, admit=lambda: svc.quota.check(user.id))
     except QueueFull:
         await say(update, context, t(context, draft.lang, "too_many_running"))
+        return END
+    if refusal is not None:
+        await say(update, context, refusal_text(context, draft.lang, refusal))
     return END
 
 
@@ -559,7 +612,10 @@ def _conversation_handler(
                 MessageHandler(photo, on_me_photo, block=False),
                 MessageHandler(other, on_wrong_input),
             ],
-            ConversationHandler.WAITING: [MessageHandler(step_input, on_waiting)],
+            ConversationHandler.WAITING: [
+                MessageHandler(step_input, on_waiting, block=False),
+                CallbackQueryHandler(on_waiting, block=False),
+            ],
         },
         fallbacks=[
             CommandHandler("cancel", on_cancel, filters=only_messages),

@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import MutableMapping
 
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, MessageHandler, TypeHandler, filters
 
 from bot.container import SERVICES_KEY
-from handlers.common import Context, services
+from handlers.common import Context, conversation_tables, services
 from handlers.conversation import ask_again
 from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
 from services.i18n import Texts
@@ -60,22 +59,6 @@ async def on_migrate(update: Update, context: Context) -> None:
         if user_id in states:
             with contextlib.suppress(TelegramError):
                 await ask_again(context, new, user_id, draft, states[user_id])
-
-
-def conversation_tables(
-    app: Application,  # type: ignore[type-arg]
-) -> list[MutableMapping[tuple[int, ...], object]]:
-    """The state tables of the app's ConversationHandlers, keyed (chat, user).
-
-    PTB keeps them private and offers no API to move or drop a key; group migration and
-    /forget need both. Writes go through PTB's tracking dict, so they are persisted.
-    """
-    return [
-        tables
-        for handlers in app.handlers.values()
-        for handler in handlers
-        if (tables := getattr(handler, "_conversations", None)) is not None
-    ]
 
 
 def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]

@@ -17,6 +17,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -588,12 +589,11 @@ class DashScopeClient:
         """
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):
-            if limiter is not None:
-                await limiter.acquire()
             try:
-                reply = await self._once(
-                    session or self._session, endpoint, method, url, headers, body
-                )
+                async with limiter.slot() if limiter is not None else nullcontext():
+                    reply = await self._once(
+                        session or self._session, endpoint, method, url, headers, body
+                    )
             except aiohttp.InvalidURL as exc:
                 raise DashScopeError(CODE_MALFORMED, f"invalid URL: {exc}") from None
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:

@@ -104,6 +104,11 @@ class TryOnScheduler:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def has_room(self, user_id: int) -> bool:
+        """Whether the user may start one more try-on now (checked before asking for photos)."""
+        held = self._user_running[user_id] + self._user_waiting[user_id]
+        return held < self.limits.per_user_running + self.limits.per_user_waiting
+
     def reserve(self, job_id: str, user_id: int) -> None:
         """Admit a job at the end of the line, or raise :class:`QueueFull`.
 

@@ -35,6 +35,7 @@ from services.i18n import Texts
 from services.images import ImageRejected
 from services.jobs import InputImage, Job, JobState, JobStore
 from services.preparer import ImagePreparer
+from services.quota import Refusal
 from services.replies import failure_markup, failure_text, result_markup, status_text
 from services.scheduler import TryOnScheduler
 from services.telegram_io import Messenger
@@ -152,6 +153,7 @@ class TryOnRunner:
         self._submits: set[asyncio.Task[Job]] = set()
         self._canceled: set[str] = set()
         self._stopping = False
+        self._admission = asyncio.Lock()
         self.on_finished: Callable[[Job], None] | None = None  # for tests and the benchmark
 
     # ---- public API -------------------------------------------------------------------
@@ -163,18 +165,26 @@ class TryOnRunner:
             if ticker is not None:
                 ticker.set("waiting", place)
 
-    async def launch(self, job: Job) -> Job:
+    async def launch(
+        self, job: Job, admit: Callable[[], Awaitable[Refusal | None]] | None = None
+    ) -> Refusal | None:
         """Stores a new job, posts its status message and starts it.
 
-        Raises QueueFull when the user already has their running and waiting try-on.
-        The row is written first: from then on a restart finds the try-on, whatever happens.
+        `admit` (the quota check) runs under one lock with the reservation and the insert,
+        so two try-ons finishing at the same moment cannot both take the last one of the
+        day. Raises QueueFull when the user already has a running and a waiting try-on.
+        The row is written before anything else: from then on a restart finds the try-on.
         """
-        self.scheduler.reserve(job.id, job.user_id)
-        try:
-            await self.store.create(job)
-        except BaseException:
-            self.scheduler.release(job.id)
-            raise
+        async with self._admission:
+            refusal = await admit() if admit is not None else None
+            if refusal is not None:
+                return refusal
+            self.scheduler.reserve(job.id, job.user_id)
+            try:
+                await self.store.create(job)
+            except BaseException:
+                self.scheduler.release(job.id)
+                raise
         log.info(
             "job %s created: user=%s chat=%s inputs=%s",
             job.id, job.user_id, job.chat_id, ",".join(job.inputs()),
@@ -191,7 +201,7 @@ class TryOnRunner:
         else:
             job = await self.store.update(job, status_message_id=status.message_id)
         self._start(job)
-        return job
+        return None
 
     async def resume(self) -> int:
         """Picks up every job a previous run left unfinished; returns how many."""

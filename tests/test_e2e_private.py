@@ -203,3 +203,20 @@ async def test_one_users_wait_never_blocks_another(
     await bob.result(since)
     ds.complete(ds.submits[0]["task_id"])
     await tg.wait_for(lambda: any(m.kind == "photo" for m in tg.messages_to(ann.chat_id)))
+
+
+async def test_quick_follow_ups_are_handled_in_order(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    """Person, top and /skip sent at once (an album, a fast user): each fills its step."""
+    ann = Actor(tg, 1013)
+    await ann.command("tryon")
+    since = len(tg.sent)
+    tg.send_album(ann.chat, ann.user, [jpeg(seed=41), jpeg(seed=42)])
+    tg.send_command(ann.chat, ann.user, "skip")
+    await ann.result(since)
+    inputs = ds.submits[0]["body"]["input"]
+    assert set(inputs) == {"person_image_url", "top_garment_url"}
+    assert not any("still checking" in m.body for m in tg.sent[since:])

@@ -10,9 +10,7 @@ flight, ...): only the URLs and the data directory differ. Each user, in a priva
 sends /tryon, a person photo (a ~300 KB 960x1280 phone photo, or with --big-person a 12 MB
 6000x8000 JPEG sent as a file), one of a few garments shared by all users (the same Telegram
 file, as when a photo is forwarded), then /skip for the bottom, and waits for the result.
-Each step waits for the bot's prompt, then the user "thinks" --think seconds (default 0.5;
-with 0, a photo sent within milliseconds of the bot's prompt can race the bot's own state
-change and be answered "still checking", see README).
+Each step waits for the bot's prompt, then the user "thinks" --think seconds (default 0.5).
 
 Every timestamp below is time.monotonic() in this process:
 
@@ -35,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -64,7 +63,11 @@ from aiohttp import web  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from services.images import ImageLimits, normalize  # noqa: E402
 from tests.doubles.dashscope import FakeDashScope  # noqa: E402
-from tests.doubles.telegram import FakeTelegram, SentMessage  # noqa: E402
+from tests.doubles.telegram import (  # noqa: E402
+    MAX_CAPTION_LENGTH,
+    FakeTelegram,
+    SentMessage,
+)
 from tests.harness import FAST, BotProcess, jpeg, make_settings, settings_env  # noqa: E402
 
 JSON = dict[str, Any]
@@ -162,6 +165,16 @@ class BenchTelegram(FakeTelegram):
         super().__init__()
         self.abandoned: Counter[str] = Counter()
 
+    async def _api_sendPhoto(self, params: JSON) -> JSON:
+        """As FakeTelegram's, with the resizing of the photo into its PhotoSizes done in a
+        worker thread: on the event loop it stalls every other timestamp by ~0.1 s per
+        result. (The only other file registration during a run, a user's document, uses
+        its own random ids, so the two threads cannot collide.)"""
+        chat = self._bot_chat(params)
+        caption = self._text_content(params, "caption", MAX_CAPTION_LENGTH)
+        content, extra = await asyncio.to_thread(self._photo_content, params, "photo")
+        return self._record_sent(chat, params, "photo", content | caption, **extra)
+
     async def _read_params(self, request: web.Request) -> JSON:
         try:
             return await super()._read_params(request)
@@ -202,6 +215,10 @@ class Inbox:
 
 
 class StepFailed(Exception):
+    pass
+
+
+class BotDied(Exception):
     pass
 
 
@@ -478,7 +495,17 @@ async def run_bench(
                 for i in range(args.users)
             ]
             started, cpu_started = time.monotonic(), time.process_time()
-            await asyncio.gather(*(run_user(bench, run) for run in runs))
+            users = asyncio.ensure_future(asyncio.gather(*(run_user(bench, r) for r in runs)))
+            while not users.done():  # a bot that dies ends the run at once, with its log
+                await asyncio.wait([users], timeout=0.5)
+                if bot.proc.poll() is not None and not users.done():
+                    users.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await users
+                    raise BotDied(
+                        f"the bot exited during the run; its log ends:\n{bot.log_text()[-4000:]}"
+                    )
+            users.result()
             wall = time.monotonic() - started
             bench_cpu = time.process_time() - cpu_started
             status = proc_status_kb(pid)  # before SIGTERM: the high-water mark of the run
@@ -492,7 +519,8 @@ async def run_bench(
             bot.kill()
         log = bot.log_text()
         jobs: dict[int, JSON] = {}
-        with sqlite3.connect(f"file:{settings.database_path}?mode=ro", uri=True) as db:
+        uri = f"file:{settings.database_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             db.row_factory = sqlite3.Row
             for job in db.execute("SELECT * FROM jobs"):
                 jobs[int(job["user_id"])] = dict(job)
@@ -842,6 +870,9 @@ async def main_async(args: argparse.Namespace) -> int:
     try:
         outcome, tg, ds = await run_bench(args, workdir)
         report = analyse(args, outcome, tg, ds)
+    except BotDied as error:
+        print(f"bench: {error}\nwork dir kept: {workdir}", file=sys.stderr)
+        return 1
     except BaseException:
         print(f"bench: aborted; work dir kept: {workdir}", file=sys.stderr)
         raise

@@ -300,6 +300,9 @@ async def check_photo(
         await say(update, context, t(context, draft.lang, f"wrong_input_{step}"))
         return None
     preparer = services(context).preparer
+    reused = await preparer.reuse(image)
+    if reused is not None:
+        return reused  # a garment the group already tried on: checked and uploaded before
     try:
         checked = await preparer.check(image)
     except ImageRejected as error:

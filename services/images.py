@@ -165,11 +165,12 @@ _HEIF_COMPATIBLE_BRANDS = frozenset({b"mif1", b"mif2", b"heic", b"heix", b"avif"
 _BMP_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 
 
-def sniff_is_image(head: bytes) -> bool:
+def sniff_is_image(head: bytes | bytearray) -> bool:
     """Whether ``head`` (the first bytes of a file; 32 are plenty) starts like an image.
 
     Only magic bytes count: Telegram's mime type and file name come from the sender.
     """
+    head = bytes(head[:64])  # a small copy: bytearray slices are unhashable
     if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")):
         return True
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -191,7 +192,7 @@ def sniff_is_image(head: bytes) -> bool:
     return False
 
 
-def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedImage:
+def normalize(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> NormalizedImage:
     """Decode ``data`` and re-encode it as a JPEG that DashScope accepts.
 
     Steps: refuse decompression bombs from the header, decode (JPEGs at a reduced DCT
@@ -218,7 +219,7 @@ def normalize(data: bytes, limits: ImageLimits = ImageLimits()) -> NormalizedIma
 
 
 @contextmanager
-def _open(data: bytes) -> Iterator[ImageFile.ImageFile]:
+def _open(data: bytes | bytearray) -> Iterator[ImageFile.ImageFile]:
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             # Pillow warns above Image.MAX_IMAGE_PIXELS (~89 MP) and raises above twice
@@ -265,10 +266,16 @@ def _decode(img: ImageFile.ImageFile, limits: ImageLimits) -> tuple[int, int]:
         raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
 
     if is_jpeg:
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale while staying >= the final size.
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale. Accepting a result a little under
+        # max_side (>= DRAFT_SLACK of it) lets a 6000x8000 photo decode at 1/4 (9 MB of
+        # pixels) instead of 1/2 (36 MB): far less memory and time for no visible loss.
         # The draft size is in stored (pre-rotation) orientation.
-        img.draft("RGB", (target[1], target[0]) if swaps_sides else target)
+        want = tuple(max(limits.min_side, int(side * DRAFT_SLACK)) for side in target)
+        img.draft("RGB", (want[1], want[0]) if swaps_sides else (want[0], want[1]))
         img.load()
+        decoded = (img.height, img.width) if swaps_sides else img.size
+        if decoded[0] < target[0] or decoded[1] < target[1]:
+            target = _fit(*decoded, limits.max_side)
     if orientation != 1:
         ImageOps.exif_transpose(img, in_place=True)
     return target
@@ -294,6 +301,9 @@ def _exif_orientation(img: Image.Image) -> int:
     except _DECODE_ERRORS:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+DRAFT_SLACK = 0.75
 
 
 def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ pipeline for anything not uploaded yet or whose upload expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
 UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
+BIG_FILE = 4 * 1024 * 1024  # bytes above which an image is decoded alone
 
 
 class PolicyCache:
@@ -74,6 +76,7 @@ class ImagePreparer:
         self._policies = PolicyCache(client)
         # Bounds the images held in memory at once (download + decode), whatever the load.
         self._decode_gate = asyncio.Semaphore(decode_slots)
+        self._big_gate = asyncio.Semaphore(1)
         self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
         self._prefetches: set[asyncio.Task[InputImage]] = set()
         self._clock = clock
@@ -87,10 +90,22 @@ class ImagePreparer:
             and expires > (self._clock() + UPLOAD_MARGIN)
         )
 
+    async def reuse(self, image: InputImage) -> InputImage | None:
+        """The image with its upload, when this Telegram file was already uploaded (and so
+        checked) for the model and the upload is still good: nothing to download."""
+        if self.usable(image):
+            return image
+        cached = await self._store.cached_upload(
+            self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
+        )
+        return replace(image, url=cached[0], url_expires_at=cached[1]) if cached else None
+
     async def check(self, image: InputImage) -> NormalizedImage:
         """Downloads and checks one image; raises ImageRejected with a reason to show."""
         check_file_size(image.file_size)
-        async with self._decode_gate:
+        # A 12 MB, 48 MP photo costs ~50 MB while it is decoded: one such at a time.
+        big = self._big_gate if (image.file_size or 0) > BIG_FILE else contextlib.nullcontext()
+        async with big, self._decode_gate:
             data = await self._messenger.download(image.file_id)
             check_file_size(len(data))
             if not sniff_is_image(data[:64]):
@@ -121,11 +136,9 @@ class ImagePreparer:
         """Returns the image with a usable oss:// URL; raises ImageRejected or DashScopeError."""
         if self.usable(image):
             return image
-        cached = await self._store.cached_upload(
-            self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
-        )
-        if cached:
-            return replace(image, url=cached[0], url_expires_at=cached[1])
+        reused = await self.reuse(image)
+        if reused is not None:
+            return reused
         # Single flight: ten group members trying on one garment upload it once.
         while (pending := self._in_flight.get(image.unique_id)) is not None:
             try:

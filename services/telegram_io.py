@@ -29,6 +29,9 @@ T = TypeVar("T")
 GROUP_LIMIT_PER_MINUTE = 20
 # Sends kept free in a group's minute for prompts, results and failure notices.
 GROUP_RESERVE = 6
+# Status edits and chat actions across all chats, per second: well under Telegram's ~30
+# messages/s, leaving the rest for prompts and results.
+COURTESY_PER_SECOND = 12
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -41,11 +44,18 @@ def retry_after_seconds(error: RetryAfter) -> float:
 class ChatBudget:
     """Counts what the bot sends to each group in a sliding minute, and flood waits."""
 
-    def __init__(self, per_minute: int = GROUP_LIMIT_PER_MINUTE, window: float = 60.0) -> None:
+    def __init__(
+        self,
+        per_minute: int = GROUP_LIMIT_PER_MINUTE,
+        window: float = 60.0,
+        courtesy_per_second: int = COURTESY_PER_SECOND,
+    ) -> None:
         self.per_minute = per_minute
         self.window = window
+        self.courtesy_per_second = courtesy_per_second
         self._sent: dict[int, deque[float]] = {}
         self._blocked_until: dict[int, float] = {}
+        self._courtesy: deque[float] = deque()
 
     def _recent(self, chat_id: int) -> deque[float]:
         sent = self._sent.setdefault(chat_id, deque())
@@ -63,6 +73,16 @@ class ChatBudget:
 
     def blocked_for(self, chat_id: int) -> float:
         return max(0.0, self._blocked_until.get(chat_id, 0.0) - time.monotonic())
+
+    def take_courtesy(self, chat_id: int, reserve: int = GROUP_RESERVE) -> bool:
+        """Claims room for one non-essential call (a status edit, a chat action), if any."""
+        now = time.monotonic()
+        while self._courtesy and now - self._courtesy[0] >= 1.0:
+            self._courtesy.popleft()
+        if len(self._courtesy) >= self.courtesy_per_second or not self.can_spend(chat_id, reserve):
+            return False
+        self._courtesy.append(now)
+        return True
 
     def can_spend(self, chat_id: int, reserve: int = GROUP_RESERVE) -> bool:
         """Whether a non-essential message fits; private chats only check flood waits."""
@@ -176,7 +196,7 @@ class Messenger:
 
     async def edit_status(self, chat_id: int, message_id: int, text: str) -> bool:
         """Best effort: skipped (False) when the chat is short of budget or flood-limited."""
-        if not self.budget.can_spend(chat_id):
+        if not self.budget.take_courtesy(chat_id):
             return False
         try:
             await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
@@ -199,7 +219,7 @@ class Messenger:
             log.info("Could not delete message %s in chat %s: %s", message_id, chat_id, error)
 
     async def chat_action(self, chat_id: int, thread_id: int | None) -> None:
-        if not self.budget.can_spend(chat_id, reserve=GROUP_RESERVE * 2):
+        if not self.budget.take_courtesy(chat_id, reserve=GROUP_RESERVE * 2):
             return
         try:
             await self.bot.send_chat_action(
@@ -209,13 +229,13 @@ class Messenger:
             return
         self.budget.record(chat_id)
 
-    async def download(self, file_id: str) -> bytes:
+    async def download(self, file_id: str) -> bytearray:
         """Downloads a Telegram file into memory, retrying transient faults."""
         attempt = 0
         while True:
             try:
                 file = await self.bot.get_file(file_id)
-                return bytes(await file.download_as_bytearray())
+                return await file.download_as_bytearray()  # no extra copy: images are big
             except BadRequest as error:
                 if "too big" in error.message.lower():
                     raise ImageRejected(RejectReason.FILE_TOO_LARGE) from None

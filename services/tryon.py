@@ -85,7 +85,13 @@ def failure_kind(error: BaseException) -> str:
 
 
 class StatusTicker:
-    """Keeps one status message per job current: stage, place in line, elapsed time."""
+    """Keeps one status message per job current: stage, place in line, elapsed time.
+
+    A new stage is shown at once; a new place in line or elapsed time waits for the next
+    status interval, so a moving line does not turn into a burst of edits.
+    """
+
+    WORKING_STAGES = frozenset({"preparing", "submitting", "generating", "sending"})
 
     def __init__(self, runner: TryOnRunner, job: Job) -> None:
         self._runner = runner
@@ -94,13 +100,14 @@ class StatusTicker:
         self.position: int | None = None
         self._changed = asyncio.Event()
         self._last_text = ""
+        self._shown_stage = ""
         self._last_edit = 0.0
         self._last_action = 0.0
 
     def set(self, stage: str, position: int | None = None) -> None:
-        if (stage, position) != (self.stage, self.position):
-            self.stage, self.position = stage, position
+        if stage != self.stage:
             self._changed.set()
+        self.stage, self.position = stage, position
 
     async def run(self) -> None:
         cfg = self._runner.config
@@ -113,18 +120,24 @@ class StatusTicker:
     async def tick(self) -> None:
         job, runner = self.job, self._runner
         now = time.monotonic()
-        if now - self._last_action >= runner.config.chat_action_interval:
+        working = self.stage in self.WORKING_STAGES
+        if working and now - self._last_action >= runner.config.chat_action_interval:
             self._last_action = now
             await runner.messenger.chat_action(job.chat_id, job.thread_id)
         if job.status_message_id is None:
             return
+        due = self.stage != self._shown_stage or (
+            now - self._last_edit >= runner.config.status_interval
+        )
         text = status_text(
             runner.texts, job.lang, self.stage, time.time() - job.created_at, self.position
         )
-        if text != self._last_text and await runner.messenger.edit_status(
-            job.chat_id, job.status_message_id, text
+        if (
+            due
+            and text != self._last_text
+            and await runner.messenger.edit_status(job.chat_id, job.status_message_id, text)
         ):
-            self._last_text, self._last_edit = text, now
+            self._last_text, self._shown_stage, self._last_edit = text, self.stage, now
 
 
 class TryOnRunner:

@@ -57,7 +57,7 @@ async def test_status_edits_are_skipped_under_flood_control(
     tg.flood(method="editMessageText", chat_id=ann.chat_id, retry_after=3, count=1)
     since = await ann.try_on(top=jpeg(seed=3))
     await tg.wait_for(lambda: any(c.status == 429 for c in tg.calls_of("editMessageText")))
-    await ds.wait_for(lambda: ds.submits)
+    await ds.wait_for(lambda: bool(ds.submits))
     ds.complete(ds.submits[0]["task_id"])
     await ann.result(since)  # the flood wait is honoured, then the result goes out
 
@@ -107,7 +107,7 @@ async def test_cancel_while_pending_cancels_the_task(
     async with running_bot(settings):
         ann = Actor(tg, 4006)
         since = await ann.try_on(top=jpeg(seed=6))
-        await slow_queue.wait_for(lambda: slow_queue.submits)
+        await slow_queue.wait_for(lambda: bool(slow_queue.submits))
         await ann.command("cancel", predicate=lambda m: "Canceled" in m.body)
         assert slow_queue.cancels == [slow_queue.submits[0]["task_id"]]
         assert not any(m.kind == "photo" for m in tg.sent[since:])
@@ -121,7 +121,7 @@ async def test_cancel_while_running_says_what_will_happen(
     ds.hold_tasks()
     ann = Actor(tg, 4007)
     since = await ann.try_on(top=jpeg(seed=7))
-    await ds.wait_for(lambda: ds.submits and ds.tasks[ds.submits[0]["task_id"]].status == "RUNNING")
+    await ds.wait_for(lambda: bool(ds.submits) and ds.tasks[ds.submits[0]["task_id"]].status == "RUNNING")
     reply = await ann.command("cancel")
     assert "can't be stopped" in reply.body
     ds.complete(ds.submits[0]["task_id"])

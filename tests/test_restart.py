@@ -170,7 +170,7 @@ async def test_crash_between_submit_and_task_id_asks_the_user(
     ann = Actor(tg, 3004)
     await start_job(ann, ds)
     await operator.until(lambda: operator.job_states() == ["submitting"])
-    await ds.wait_for(lambda: ds.submits)
+    await ds.wait_for(lambda: bool(ds.submits))
     await operator.stop(signal.SIGKILL)
     since = len(tg.sent)
     await operator.start()

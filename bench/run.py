@@ -5,7 +5,7 @@
     python3 dev.py bench [same options]
 
 FakeTelegram and FakeDashScope run in this process's event loop; the bot is a subprocess
-started with production-default settings (poll interval 1.0 s, 15 task queries/s, 5 tasks in
+started with production-default settings (poll interval 0.5 s, 15 task queries/s, 5 tasks in
 flight, ...): only the URLs and the data directory differ. Each user, in a private chat,
 sends /tryon, a person photo (a ~300 KB 960x1280 phone photo, or with --big-person a 12 MB
 6000x8000 JPEG sent as a file), one of a few garments shared by all users (the same Telegram
@@ -649,7 +649,11 @@ def analyse(args: argparse.Namespace, out: Outcome, tg: BenchTelegram, ds: Bench
             "garments_shared": args.garments,
             "dashscope_pending_s": args.pending,
             "dashscope_running_s": args.running,
-            "bot": "production defaults: poll 1.0 s, query qps 15, submit qps 10, 5 in flight",
+            "bot": (
+                f"production defaults: poll {Settings.poll_interval} s, query qps "
+                f"{Settings.query_qps}, submit qps {Settings.submit_qps}, "
+                f"{Settings.max_concurrent} in flight"
+            ),
         },
         "delivered": len(done),
         "failed": failures,

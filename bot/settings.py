@@ -34,7 +34,7 @@ class Settings:
     max_concurrent: int = 5
     submit_qps: int = 10
     query_qps: int = 15
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     task_deadline: float = 600.0
     user_daily_limit: int = 20
     daily_budget: int = 0

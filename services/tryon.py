@@ -63,7 +63,7 @@ class CancelOutcome(enum.Enum):
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5
     task_deadline: float = 600.0
     status_interval: float = 5.0
     chat_action_interval: float = 4.5

@@ -121,7 +121,9 @@ async def test_cancel_while_running_says_what_will_happen(
     ds.hold_tasks()
     ann = Actor(tg, 4007)
     since = await ann.try_on(top=jpeg(seed=7))
-    await ds.wait_for(lambda: bool(ds.submits) and ds.tasks[ds.submits[0]["task_id"]].status == "RUNNING")
+    await ds.wait_for(
+        lambda: bool(ds.submits) and ds.tasks[ds.submits[0]["task_id"]].status == "RUNNING"
+    )
     reply = await ann.command("cancel")
     assert "can't be stopped" in reply.body
     ds.complete(ds.submits[0]["task_id"])

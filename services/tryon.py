@@ -167,7 +167,6 @@ class TryOnRunner:
         self._canceled: set[str] = set()
         self._stopping = False
         self._admission = asyncio.Lock()
-        self.on_finished: Callable[[Job], None] | None = None  # for tests and the benchmark
 
     # ---- public API -------------------------------------------------------------------
 
@@ -275,15 +274,16 @@ class TryOnRunner:
             if not isinstance(error, (Failure, DashScopeError, ImageRejected)):
                 log.exception("job %s: unexpected error", job.id)
             current = await self.store.get(job.id) or job
-            job = await self._fail(current, error)
+            try:
+                job = await self._fail(current, error)
+            except Exception:  # recorded as FAILING: the next start tells the user
+                log.exception("job %s: could not report its failure", job.id)
         finally:
             ticker_task.cancel()
             self.scheduler.release(job.id)
             self._tasks.pop(job.id, None)
             self._tickers.pop(job.id, None)
             self._canceled.discard(job.id)
-        if self.on_finished is not None:
-            self.on_finished(job)
 
     async def _execute(self, job: Job, ticker: StatusTicker) -> Job:
         if job.state is JobState.QUEUED:

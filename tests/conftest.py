@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,28 @@ from bot.settings import Settings
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram
 from tests.harness import make_settings, running_bot
+
+
+class FakeClock:
+    """A wall clock the test moves by hand (for expiry: policies, uploads, results)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def fake(clock: FakeClock) -> AsyncIterator[FakeDashScope]:
+    """A very fast DashScope double on a hand-moved clock, for the client's own tests."""
+    async with FakeDashScope(pending_seconds=0.01, running_seconds=0.03, clock=clock) as double:
+        yield double
 
 
 @pytest.fixture

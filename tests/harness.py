@@ -25,7 +25,7 @@ from bot.container import SERVICES_KEY, BotServices
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "123456789:AAtest-token-for-the-double-000000000"
+TOKEN = "123456789:FAKE-test-token-for-the-double-00000000"
 API_KEY = "sk-test-key"
 
 # Timings that keep the suite fast; every one of them is a setting in production.

@@ -27,30 +27,12 @@ from services.dashscope import (
     classify,
 )
 from services.ratelimit import SlidingWindowLimiter
+from tests.conftest import FakeClock
 from tests.doubles.dashscope import SYNC_DENIED, FakeDashScope, make_image
 
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 PERSON = make_image(600, 800, "person")
 GARMENT = make_image(400, 400, "garment", fmt="PNG")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDashScope]:
-    async with FakeDashScope(pending_seconds=0.01, running_seconds=0.03, clock=clock) as double:
-        yield double
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 import re
 import signal
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from tests.conftest import FakeClock
 from tests.doubles.dashscope import (
     MESSAGES,
     OSS_SECRET,
@@ -34,25 +34,6 @@ GARMENT = make_image(300, 400, "garment")
 SUBMIT = "/services/aigc/image2image/image-synthesis"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeDashScope]:
-    async with FakeDashScope(pending_seconds=0.01, running_seconds=0.03, clock=clock) as double:
-        yield double
 
 
 @pytest.fixture

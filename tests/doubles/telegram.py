@@ -43,7 +43,7 @@ from PIL import Image, UnidentifiedImageError
 JSON = dict[str, Any]
 T = TypeVar("T")
 
-DEFAULT_TOKEN = "123456789:AAtest-token-for-the-double-000000000"
+DEFAULT_TOKEN = "123456789:FAKE-test-token-for-the-double-00000000"
 ANONYMOUS_ADMIN_ID = 1087968824  # telegram.constants.ChatID.ANONYMOUS_ADMIN
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # getFile limit of the cloud Bot API
 MAX_PHOTO_UPLOAD = 10 * 1024 * 1024

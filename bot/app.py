@@ -16,6 +16,8 @@ from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAl
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
+from bot.health import Health, ObservedRequest
+from bot.metrics import Metrics
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
 from handlers import commands, guards, housekeeping
@@ -39,6 +41,9 @@ from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
+METRICS_KEY = "metrics"
+HEALTH_KEY = "health"
+WEB_KEY = "web"
 
 PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
 GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
@@ -50,6 +55,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     db = Database(settings.database_path)
     root = settings.telegram_api_base_url
+    metrics = Metrics()
+    health = Health()
     application = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token)
@@ -59,13 +66,19 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .post_init(_post_init)
         .post_stop(_post_stop)
         .post_shutdown(_post_shutdown)
-        .media_write_timeout(60)
-        .read_timeout(15)
+        .request(
+            ObservedRequest(
+                metrics, health, connection_pool_size=256, media_write_timeout=60, read_timeout=15
+            )
+        )
+        .get_updates_request(ObservedRequest(metrics, health, connection_pool_size=1))
         .job_queue(None)
         .build()
     )
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
+    application.bot_data[METRICS_KEY] = metrics
+    application.bot_data[HEALTH_KEY] = health
     guards.register(application)
     application.add_handler(build_conversation())
     commands.register(application)

@@ -15,11 +15,23 @@ from dotenv import dotenv_values
 T = TypeVar("T")
 
 _TOKEN_RE = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{20,}$")
+_WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 MODELS = ("aitryon-plus", "aitryon")
+# Estimated price in ¥ per call, by model or step; TRYON_PRICES overrides some or all.
+DEFAULT_PRICES: tuple[tuple[str, float], ...] = (
+    ("aitryon-plus", 0.50),
+    ("aitryon", 0.20),
+    ("parsing", 0.004),
+    ("refiner", 0.30),
+)
 
 
 class SettingsError(Exception):
-    """A missing or invalid setting; its message is one line naming the variable."""
+    """Missing or invalid settings: one line per problem, each naming its variable."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,39 @@ class Settings:
     status_interval: float = 5.0
     sweep_interval: float = 30.0
     log_level: str = "INFO"
+    admin_ids: frozenset[int] = frozenset()
+    prices: tuple[tuple[str, float], ...] = DEFAULT_PRICES
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
+    telegram_webhook_url: str = ""
+    telegram_webhook_secret: str = field(default="", repr=False)
+    # Notes about values that were accepted after a fix (quotes removed); logged at start-up.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def database_path(self) -> Path:
         return self.data_dir / "tryon.sqlite3"
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook is served on: the path of TELEGRAM_WEBHOOK_URL."""
+        return urlparse(self.telegram_webhook_url).path or "/"
+
+    def price(self, name: str) -> float:
+        return dict(self.prices).get(name, 0.0)
+
+    def secrets(self) -> list[str]:
+        return [self.telegram_bot_token, self.dashscope_api_key, self.telegram_webhook_secret]
+
+    def to_env(self) -> dict[str, str]:
+        """The same settings as environment variables (for a subprocess, or a .env file)."""
+        env: dict[str, str] = {}
+        for name, (attr, _parse) in _FIELDS.items():
+            value = getattr(self, attr)
+            if value is None or value == "" or value == frozenset():
+                continue
+            env[name] = _format(value)
+        return env
 
 
 def _url(name: str, value: str) -> str:
@@ -97,6 +138,55 @@ def _api_key(name: str, value: str) -> str:
     return value
 
 
+def _prices(name: str, value: str) -> tuple[tuple[str, float], ...]:
+    prices = dict(DEFAULT_PRICES)
+    for part in re.split(r"[,\s]+", value.strip()):
+        if not part:
+            continue
+        key, sep, amount = part.partition("=")
+        try:
+            number = float(amount)
+        except ValueError:
+            number = -1.0
+        if not sep or key not in prices or number < 0:
+            raise SettingsError(
+                f"{name} must look like 'aitryon-plus=0.5,aitryon=0.2,parsing=0.004,"
+                f"refiner=0.3' (any of these names, prices in ¥), got {part!r}"
+            )
+        prices[key] = number
+    return tuple(prices.items())
+
+
+def _port(name: str, value: str) -> int:
+    # 0 picks a free port (tests); production uses a fixed one.
+    return _number(int, 0, 65535)(name, value)
+
+
+def _webhook_secret(name: str, value: str) -> str:
+    if not _WEBHOOK_SECRET_RE.match(value):
+        raise SettingsError(f"{name} must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    return value
+
+
+def _format(value: object) -> str:
+    if isinstance(value, frozenset):
+        return ",".join(str(v) for v in sorted(value))
+    if isinstance(value, tuple):
+        return ",".join(f"{k}={v:g}" for k, v in value)
+    return str(value)
+
+
+def _unquote(name: str, value: str) -> tuple[str, str | None]:
+    """`docker run --env-file` and systemd keep quotes: NAME="value" reaches us quoted."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        note = (
+            f"{name} was given with quotes around it; they were removed "
+            f"(write {name}=value without quotes in files read by docker --env-file)"
+        )
+        return value[1:-1].strip(), note
+    return value, None
+
+
 def _log_level(name: str, value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -128,24 +218,57 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_STATUS_INTERVAL": ("status_interval", _number(float, 0.05, 600)),
     "TRYON_SWEEP_INTERVAL": ("sweep_interval", _number(float, 0.05, 3600)),
     "TRYON_LOG_LEVEL": ("log_level", _log_level),
+    "TRYON_ADMIN_IDS": ("admin_ids", _chat_ids),
+    "TRYON_PRICES": ("prices", _prices),
+    "TRYON_HTTP_PORT": ("http_port", _port),
+    "TRYON_HTTP_HOST": ("http_host", lambda _n, v: v),
+    "TELEGRAM_WEBHOOK_URL": ("telegram_webhook_url", _url),
+    "TELEGRAM_WEBHOOK_SECRET": ("telegram_webhook_secret", _webhook_secret),
 }
+SETTING_NAMES = tuple(_FIELDS)
 REQUIRED = ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY")
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> Settings:
-    """Reads settings; the process environment wins over the `.env` file."""
+    """Reads settings; the process environment wins over the `.env` file.
+
+    Every problem is collected, so one run names all of them (SettingsError.problems).
+    """
     values: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
         values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     values.update(os.environ if environ is None else environ)
     kwargs: dict[str, object] = {}
+    problems: list[str] = []
+    notes: list[str] = []
     for name in REQUIRED:
         if not values.get(name, "").strip():
-            raise SettingsError(f"{name} is required (see README: Settings)")
+            problems.append(f"{name} is required (see README: Settings)")
     for name, (attr, parse) in _FIELDS.items():
-        raw = values.get(name, "").strip()
-        if raw:
+        raw, note = _unquote(name, values.get(name, "").strip())
+        if note is not None:
+            notes.append(note)
+        if not raw:
+            continue
+        try:
             kwargs[attr] = parse(name, raw)
-    return Settings(**kwargs)  # type: ignore[arg-type]
+        except SettingsError as error:
+            problems.append(str(error))
+    if kwargs.get("telegram_webhook_url"):
+        if not kwargs.get("telegram_webhook_secret") and "TELEGRAM_WEBHOOK_SECRET" not in str(
+            problems
+        ):
+            problems.append(
+                "TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set "
+                "(1-256 characters of A-Z, a-z, 0-9, _ and -)"
+            )
+        if kwargs.get("http_port") is None and "TRYON_HTTP_PORT" not in str(problems):
+            problems.append(
+                "TRYON_HTTP_PORT is required when TELEGRAM_WEBHOOK_URL is set "
+                "(the webhook is served on it)"
+            )
+    if problems:
+        raise SettingsError(*problems)
+    return Settings(**kwargs, notes=tuple(notes))  # type: ignore[arg-type]

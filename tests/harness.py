@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
-from telegram import Update
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.serve import running
 from bot.settings import Settings
 from handlers.context import SERVICES_KEY, BotServices
 
@@ -53,55 +52,15 @@ def make_settings(
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The same settings as environment variables, for a bot subprocess."""
-    env = {
-        "TELEGRAM_BOT_TOKEN": settings.telegram_bot_token,
-        "DASHSCOPE_API_KEY": settings.dashscope_api_key,
-        "TELEGRAM_API_BASE_URL": settings.telegram_api_base_url,
-        "DASHSCOPE_HTTP_BASE_URL": settings.dashscope_http_base_url,
-        "TRYON_DATA_DIR": str(settings.data_dir),
-        "TRYON_MODEL": settings.tryon_model,
-        "TRYON_CONVERSATION_TIMEOUT": str(settings.conversation_timeout),
-        "TRYON_MAX_CONCURRENT": str(settings.max_concurrent),
-        "TRYON_QUERY_QPS": str(settings.query_qps),
-        "TRYON_POLL_INTERVAL": str(settings.poll_interval),
-        "TRYON_RETRY_BASE_DELAY": str(settings.retry_base_delay),
-        "TRYON_REQUEST_TIMEOUT": str(settings.request_timeout),
-        "TRYON_STATUS_INTERVAL": str(settings.status_interval),
-        "TRYON_SWEEP_INTERVAL": str(settings.sweep_interval),
-        "TRYON_USER_DAILY_LIMIT": str(settings.user_daily_limit),
-        "TRYON_DAILY_BUDGET": str(settings.daily_budget),
-        "TRYON_LOG_LEVEL": "INFO",
-    }
-    if settings.allowed_chats:
-        env["TRYON_ALLOWED_CHATS"] = ",".join(map(str, settings.allowed_chats))
-    return env
+    return {**settings.to_env(), "TRYON_LOG_LEVEL": "INFO"}
 
 
 @asynccontextmanager
 async def running_bot(settings: Settings) -> AsyncIterator[Application]:  # type: ignore[type-arg]
-    """Starts the real Application with long polling, like run_polling, and stops it the
-    same way (updater, application, post_stop, shutdown, post_shutdown)."""
-    app = build_application(settings)
-    await app.initialize()
-    assert app.post_init is not None
-    await app.post_init(app)
-    assert app.updater is not None
-    await app.updater.start_polling(
-        poll_interval=0, timeout=1, allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY]
-    )
-    await app.start()
-    try:
+    """Starts the real Application exactly as `python -m bot` does (bot.serve.running), with
+    a short long-poll timeout, and stops it the same way."""
+    async with running(settings, poll_timeout=1) as app:
         yield app
-    finally:
-        if app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        if app.post_stop is not None:
-            await app.post_stop(app)
-        await app.shutdown()
-        if app.post_shutdown is not None:
-            await app.post_shutdown(app)
 
 
 def services_of(app: Application) -> BotServices:  # type: ignore[type-arg]

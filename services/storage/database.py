@@ -96,12 +96,17 @@ class Database:
             if self._conn is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = await aiosqlite.connect(self.path, isolation_level=None)
-                conn.row_factory = aiosqlite.Row
-                # WAL + NORMAL survives a killed process (only an OS crash may lose a commit).
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA synchronous=NORMAL")
-                await conn.execute("PRAGMA busy_timeout=5000")
-                await _migrate(conn)
+                try:
+                    conn.row_factory = aiosqlite.Row
+                    # WAL + NORMAL survives a killed process (only an OS crash may lose a commit).
+                    await conn.execute("PRAGMA journal_mode=WAL")
+                    await conn.execute("PRAGMA synchronous=NORMAL")
+                    await conn.execute("PRAGMA busy_timeout=5000")
+                    await _migrate(conn)
+                except BaseException:
+                    # Otherwise the connection's thread keeps the process alive for good.
+                    await conn.close()
+                    raise
                 self._conn = conn
         return self._conn
 

@@ -33,8 +33,8 @@ def run(argv: list[str]) -> int:
     if settings is None:
         return 2
     setup_logging(settings.log_level, settings.secrets())
-    for note in settings.notes:
-        log.warning("%s", note)
+    for settings_note in settings.notes:
+        log.warning("%s", settings_note)
     lock = InstanceLock(settings.data_dir)
     try:
         # The data dir and the lock come before anything else touches data or the network.

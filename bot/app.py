@@ -16,11 +16,13 @@ from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAl
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
+from bot.account import AccountWatch, Probe
 from bot.health import Health, ObservedRequest
 from bot.metrics import Metrics
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping
+from handlers import admin, commands, guards, housekeeping
+from handlers.admin_reports import ACCOUNT, AdminReporter
 from handlers.context import SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import Messenger
@@ -34,6 +36,7 @@ from services.retry import RetryPolicy
 from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.profiles import ProfileStore
+from services.storage.stats import StatsStore
 from services.storage.uploads import UploadCache
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
@@ -44,6 +47,7 @@ BACKGROUND_KEY = "background_tasks"
 METRICS_KEY = "metrics"
 HEALTH_KEY = "health"
 WEB_KEY = "web"
+STARTUP_DASHSCOPE_TIMEOUT = 5.0
 
 PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
 GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
@@ -80,6 +84,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data[METRICS_KEY] = metrics
     application.bot_data[HEALTH_KEY] = health
     guards.register(application)
+    admin.register(application, settings)
     application.add_handler(build_conversation())
     commands.register(application)
     housekeeping.register(application)
@@ -92,7 +97,11 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     db: Database = application.bot_data["db"]
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
+    tools = build_admin_tools(application, settings, svc)
     await set_commands(application, svc.texts)
+    if settings.admin_ids:
+        await admin.set_admin_commands(application, svc.texts, PRIVATE_COMMANDS, settings.admin_ids)
+    await check_account(tools)
     resumed = await svc.runner.resume()
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
@@ -106,6 +115,49 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         settings.tryon_model,
         resumed,
     )
+
+
+def build_admin_tools(
+    application: Application,  # type: ignore[type-arg]
+    settings: Settings,
+    svc: BotServices,
+) -> admin.AdminTools:
+    metrics: Metrics = application.bot_data[METRICS_KEY]
+    health: Health = application.bot_data[HEALTH_KEY]
+    metrics.track_scheduler(lambda: svc.scheduler.waiting, lambda: svc.scheduler.running)
+    reporter = AdminReporter(
+        application.bot, settings.admin_ids, secrets=settings.secrets(), metrics=metrics
+    )
+
+    async def on_account_problem(probe: Probe) -> None:
+        health.account_problem = probe.line
+        await reporter.report(ACCOUNT, probe.line)
+
+    account = AccountWatch(settings, on_account_problem)
+    tools = admin.AdminTools(
+        settings=settings,
+        reporter=reporter,
+        account=account,
+        stats=StatsStore(svc.db),
+        metrics=metrics,
+        health=health,
+    )
+    application.bot_data[admin.ADMIN_KEY] = tools
+    return tools
+
+
+async def check_account(tools: admin.AdminTools) -> None:
+    """The cheap start-up check of DashScope (a free getPolicy per model). A rejected key
+    does not stop the bot: users are told the service is unavailable, admins get a report."""
+    try:
+        problem = await asyncio.wait_for(tools.account.verify(), STARTUP_DASHSCOPE_TIMEOUT)
+    except TimeoutError:
+        log.warning(
+            "DashScope did not answer the start-up check within %g s", STARTUP_DASHSCOPE_TIMEOUT
+        )
+        return
+    if problem is None:
+        tools.health.account_problem = None
 
 
 def build_services(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatID
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
+from handlers.admin import ADMIN_KEY
+from handlers.admin_reports import ACCOUNT
 from handlers.common import Context, is_group, lang_of, say, services, t
-from handlers.keyboards import parse_callback
+from handlers.keyboards import CB_AGAIN, CB_NEW, CB_RETRY, parse_callback
 
 log = logging.getLogger(__name__)
 GUARD_GROUP = -1
@@ -44,13 +46,45 @@ async def guard(update: Update, context: Context) -> None:
         if is_command:
             await say(update, context, t(context, lang, "anonymous_admin"))
         raise ApplicationHandlerStop
-    if not services(context).quota.allowed(chat.id, user.id):
+    tools = context.bot_data.get(ADMIN_KEY)
+    admin = tools is not None and tools.is_admin(user.id)
+    if not admin and not services(context).quota.allowed(chat.id, user.id):
         log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
         if query is not None:
             await query.answer(t(context, lang, "not_allowed"), show_alert=True)
         elif is_command or not is_group(update):
             await say(update, context, t(context, lang, "not_allowed"))
         raise ApplicationHandlerStop
+    if tools is not None and _starts_a_tryon(message, query) and not await tools.account.usable():
+        await _service_unavailable(update, context, lang)
+        raise ApplicationHandlerStop
+
+
+def _starts_a_tryon(message: Message | None, query: CallbackQuery | None) -> bool:
+    if query is not None:
+        parsed = parse_callback(query.data or "")
+        return parsed is not None and parsed[0] in (CB_AGAIN, CB_NEW, CB_RETRY)
+    if message is None or not is_command_for_me(message):
+        return False
+    name = (message.text or "").split(maxsplit=1)[0].partition("@")[0]
+    return name == "/tryon"
+
+
+async def _service_unavailable(update: Update, context: Context, lang: str) -> None:
+    """DashScope refuses the account: say so at once instead of taking photos for nothing.
+    "The owner has been notified" only when an admin really got the report."""
+    tools = context.bot_data[ADMIN_KEY]
+    notified = tools.reporter.recently_notified(ACCOUNT)
+    text = t(
+        context,
+        lang,
+        "fail_service_unavailable_notified" if notified else "fail_service_unavailable",
+    )
+    log.info("Try-on refused at once: the DashScope account has a problem")
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    else:
+        await say(update, context, text)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ import io
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -48,6 +49,25 @@ def make_settings(
         data_dir=data_dir,
     )
     return replace(settings, **{**FAST, **overrides})
+
+
+WEBHOOK_SECRET = "test-webhook-secret_0123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def webhook_overrides(port: int | None = None) -> dict[str, Any]:
+    """Settings for webhook mode: Telegram (the double) POSTs updates to the bot's server."""
+    port = port or free_port()
+    return {
+        "http_port": port,
+        "telegram_webhook_url": f"http://127.0.0.1:{port}/telegram-webhook",
+        "telegram_webhook_secret": WEBHOOK_SECRET,
+    }
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

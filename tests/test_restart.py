@@ -18,7 +18,7 @@ from bot.settings import Settings
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
-from tests.harness import BotProcess, jpeg, make_settings, settings_env
+from tests.harness import BotProcess, jpeg, make_settings, settings_env, webhook_overrides
 
 
 class Bot:
@@ -65,9 +65,15 @@ class Bot:
         return "\n".join(run.log_text() for run in self.runs)
 
 
-@pytest.fixture
-async def operator(tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path) -> AsyncIterator[Bot]:
-    settings = make_settings(tg.base_url, ds.base_url, tmp_path / "data", request_timeout=10.0)
+@pytest.fixture(params=["polling", "webhook"])
+async def operator(
+    request: pytest.FixtureRequest, tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
+) -> AsyncIterator[Bot]:
+    """Every restart guarantee is checked in both modes (getUpdates and webhook)."""
+    mode = webhook_overrides() if request.param == "webhook" else {}
+    settings = make_settings(
+        tg.base_url, ds.base_url, tmp_path / "data", request_timeout=10.0, **mode
+    )
     async with bot_process(settings, tmp_path) as bot:
         yield bot
 
@@ -147,8 +153,8 @@ async def test_running_task_resumes_and_is_delivered_once(
 async def test_queued_job_is_submitted_after_a_restart(
     tg: FakeTelegram, ds: FakeDashScope, operator: Bot
 ) -> None:
+    await operator.start()  # (after the start-up check's own getPolicy)
     ds.delay_next("policy", 30)  # the job is stuck before submitting when the bot dies
-    await operator.start()
     ann = Actor(tg, 3003)
     await ann.command("tryon")
     # The first photo's upload is deferred by the slow getPolicy: the flow still moves on.

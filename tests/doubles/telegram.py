@@ -712,6 +712,7 @@ class FakeTelegram:
         self.bot_id = bot_id
         self.bot_username = bot_username
         self.privacy_mode = privacy_mode
+        self.can_join_groups = True  # BotFather /setjoingroups
         # Time source of `Call.time`, chat actions and the group limit window; tests may swap
         # in a fake clock to move the sliding window without sleeping.
         self.clock: Callable[[], float] = time.monotonic
@@ -746,6 +747,11 @@ class FakeTelegram:
         self._allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self._webhook_url = ""
         self._poll_generation = 0
+        # Webhook mode: queued updates are POSTed to the URL, with the secret token header.
+        self.webhook_secret = ""
+        self.webhook_params: JSON = {}
+        self.webhook_last_error = ""
+        self._webhook_task: asyncio.Task[None] | None = None
 
         # Faults
         self._flood_rules: list[_FloodRule] = []
@@ -780,6 +786,7 @@ class FakeTelegram:
     async def close(self) -> None:
         self._closed = True
         self._notify()
+        await self._stop_webhook()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -1947,7 +1954,7 @@ class FakeTelegram:
     async def _api_getMe(self, params: JSON) -> JSON:
         return {
             **self.bot_user,
-            "can_join_groups": True,
+            "can_join_groups": self.can_join_groups,
             "can_read_all_group_messages": not self.privacy_mode,
             "supports_inline_queries": False,
             "can_connect_to_business": False,
@@ -1962,21 +1969,80 @@ class FakeTelegram:
 
     async def _api_deleteWebhook(self, params: JSON) -> bool:
         self._webhook_url = ""
+        await self._stop_webhook()
         if _bool(params, "drop_pending_updates"):
             self.undelivered.extend(self._queue)
             self._queue.clear()
         return True
 
     async def _api_setWebhook(self, params: JSON) -> bool:
+        await self._stop_webhook()
         self._webhook_url = _opt_str(params, "url") or ""
+        self.webhook_secret = _opt_str(params, "secret_token") or ""
+        self.webhook_params = dict(params)
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, str):
+            allowed = json.loads(allowed)
+        if isinstance(allowed, list):
+            self._allowed_updates = frozenset(allowed) if allowed else DEFAULT_ALLOWED_UPDATES
+        if _bool(params, "drop_pending_updates"):
+            self.undelivered.extend(self._queue)
+            self._queue.clear()
+        if self._webhook_url:
+            self._webhook_task = asyncio.create_task(self._deliver_to_webhook())
         return True
 
     async def _api_getWebhookInfo(self, params: JSON) -> JSON:
-        return {
+        info: JSON = {
             "url": self._webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": self.pending_updates,
         }
+        if self.webhook_last_error:
+            info["last_error_date"] = int(time.time())
+            info["last_error_message"] = self.webhook_last_error
+        return info
+
+    async def _stop_webhook(self) -> None:
+        task, self._webhook_task = self._webhook_task, None
+        if task is not None:
+            task.cancel()  # it also stops by itself once it is no longer the current one
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _deliver_to_webhook(self) -> None:
+        """Like Telegram: one update at a time, in order, retried until the bot answers 2xx."""
+        import aiohttp
+
+        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret}
+        me = asyncio.current_task()
+        async with aiohttp.ClientSession() as session:
+            while not self._closed and self._webhook_task is me:
+                for update in [
+                    u for u in self._queue if _update_type(u) not in self._allowed_updates
+                ]:
+                    self._queue.remove(update)
+                    self.undelivered.append(update)
+                if not self._queue:
+                    await self._changed(1.0)
+                    continue
+                update = self._queue[0]
+                try:
+                    async with session.post(
+                        self._webhook_url, json=update, headers=headers
+                    ) as response:
+                        status = response.status
+                except aiohttp.ClientError as error:
+                    status, self.webhook_last_error = 0, f"Connection failed: {error}"
+                if 200 <= status < 300:
+                    if self._queue and self._queue[0] is update:
+                        self._queue.pop(0)
+                    self.webhook_last_error = ""
+                    self._notify()
+                    continue
+                if status:
+                    self.webhook_last_error = f"Wrong response from the webhook: {status}"
+                await asyncio.sleep(0.05)
 
     async def _api_getUpdates(self, params: JSON) -> list[JSON]:
         if self._webhook_url:

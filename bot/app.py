@@ -189,6 +189,7 @@ def build_services(
         submit_limiter=SlidingWindowLimiter(settings.submit_qps),
         query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
+        observer=lambda endpoint, status: _observe_dashscope(application, endpoint, status),
     )
     messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)
     preparer = ImagePreparer(
@@ -239,6 +240,17 @@ def build_services(
         quota=quota,
         bot_username=application.bot.username or "",
     )
+
+
+def _observe_dashscope(
+    application: Application,  # type: ignore[type-arg]
+    endpoint: str,
+    status: int,
+) -> None:
+    metrics: Metrics = application.bot_data[METRICS_KEY]
+    health: Health = application.bot_data[HEALTH_KEY]
+    metrics.dashscope_requests.labels(endpoint, str(status)).inc()
+    health.dashscope(status)
 
 
 async def set_commands(application: Application, texts: Texts) -> None:  # type: ignore[type-arg]

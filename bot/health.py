@@ -59,13 +59,15 @@ class Health:
 
 
 def database_writable(path: Path) -> str | None:
-    """A fresh connection takes the write lock and lets it go: None when that works."""
+    """A fresh connection writes and rolls back: None when that works."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=2)
     except sqlite3.Error as error:
         return f"database {path} cannot be opened for writing: {error}"
     try:
         conn.execute("BEGIN IMMEDIATE")
+        # A write that is rolled back: a connection SQLite opened read-only fails here.
+        conn.execute("CREATE TABLE _health_probe (x)")
         conn.execute("ROLLBACK")
     except sqlite3.OperationalError as error:
         if "locked" in str(error):  # another writer holds it: writable

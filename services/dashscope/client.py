@@ -67,6 +67,7 @@ class DashScopeClient:
         submit_limiter: SlidingWindowLimiter | None = None,
         query_limiter: SlidingWindowLimiter | None = None,
         submit_session: aiohttp.ClientSession | None = None,
+        observer: Callable[[str, int], None] | None = None,
     ) -> None:
         self._session = session
         # Submits are never resent once on the wire, so they should not ride a pooled
@@ -79,6 +80,8 @@ class DashScopeClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._submit_limiter = submit_limiter
         self._query_limiter = query_limiter
+        # Told (endpoint, HTTP status) of every attempt; status 0 when no answer came.
+        self._observer = observer
 
     async def get_upload_policy(self) -> UploadPolicy:
         url = URL(self._base + "/uploads").with_query(action="getPolicy", model=self.model)
@@ -280,15 +283,29 @@ class DashScopeClient:
         body: Callable[[], Any] | None,
     ) -> Reply:
         data = body() if body is not None else None
-        async with session.request(
-            method, url, headers=headers, data=data, timeout=self._timeout, allow_redirects=False
-        ) as response:
-            reply = Reply(endpoint, response.status, response.headers, await response.read())
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                reply = Reply(endpoint, response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError):
+            self._observe(endpoint, 0)
+            raise
+        self._observe(endpoint, reply.status)
         log.debug(
             "dashscope %s %s %s -> %d request_id=%s",
             endpoint, method, url.path, reply.status, request_id(reply),
         )  # fmt: skip
         return reply
+
+    def _observe(self, endpoint: str, status: int) -> None:
+        if self._observer is not None:
+            self._observer(endpoint, status)
 
     def _transport_error(self, code: str, exc: BaseException) -> DashScopeError:
         return DashScopeError(code, self._redact(f"{type(exc).__name__}: {exc}"))

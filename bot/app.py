@@ -108,7 +108,9 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
             application, settings.conversation_timeout, settings.sweep_interval
         )
     )
-    application.bot_data[BACKGROUND_KEY] = [sweeper]
+    watcher = admin.JobWatcher(tools, svc.store.count_billable)
+    watching = asyncio.create_task(watcher.run(min(settings.sweep_interval, 5.0)))
+    application.bot_data[BACKGROUND_KEY] = [sweeper, watching]
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,

@@ -4,9 +4,11 @@ them /stats is an unknown command like any other."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
@@ -19,7 +21,7 @@ from bot.account import AccountWatch
 from bot.health import Health
 from bot.metrics import Metrics
 from bot.settings import Settings
-from handlers.admin_reports import AdminReporter
+from handlers.admin_reports import BUDGET_80, BUDGET_100, GIVEN_UP, AdminReporter
 from handlers.common import Context, services
 from services.i18n import LANGUAGES, Texts
 from services.model import utc_day
@@ -28,8 +30,8 @@ from services.storage.stats import DayCounts, PeriodStats, StatsStore, day_range
 log = logging.getLogger(__name__)
 
 ADMIN_KEY = "admin"
-OBSERVE_GROUP = -2  # before the guards: every update counts and beats the heart
-ADMIN_GROUP = -1  # with the guards (added after them): admins' commands stop there
+OBSERVE_GROUP = -3  # before the guards (-2): every update counts and beats the heart
+ADMIN_GROUP = -1  # after the guards, before everything else: admin commands stop there
 ADMIN_COMMANDS = ("stats",)
 ADMIN_COMMAND_TEXT = {"stats": {"en": "Usage and spend (admins)", "zh": "用量与花费（管理员）"}}
 
@@ -223,3 +225,80 @@ async def set_admin_commands(
                 # Telegram refuses a chat scope until the admin has opened the bot once.
                 log.warning("Could not set the admin menu for %s: %s", admin, error)
                 break
+
+
+# -- outcomes: metrics, budget and given-up reports -----------------------------------------
+
+FINAL_STATES = ("delivered", "failed", "canceled", "interrupted")
+GIVEN_UP_KINDS = ("timeout",)
+
+
+class JobWatcher:
+    """Follows the jobs table (the pipeline's record of every outcome) for the operator:
+    outcome counters, durations and spend for /metrics, the daily budget at 80 % and
+    100 %, and try-ons given up. Reading the table keeps the pipeline free of hooks."""
+
+    def __init__(
+        self,
+        tools: AdminTools,
+        count_billable: Callable[[str], Awaitable[int]],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._tools = tools
+        self._count_billable = count_billable
+        self._clock = clock
+        self._cursor = clock()
+        self._budget_reported: set[tuple[str, int]] = set()
+
+    async def step(self) -> None:
+        db = self._tools.stats.db
+        marks = ", ".join("?" for _ in FINAL_STATES)
+        rows = await db.fetchall(
+            f"SELECT id, state, error_kind, model, created_at, delivered_at, result_url, "
+            f"updated_at FROM jobs WHERE updated_at > ? AND state IN ({marks}) "
+            f"ORDER BY updated_at",
+            (self._cursor, *FINAL_STATES),
+        )
+        metrics = self._tools.metrics
+        prices = dict(self._tools.settings.prices)
+        for row in rows:
+            self._cursor = max(self._cursor, float(row["updated_at"]))
+            state, kind = str(row["state"]), str(row["error_kind"] or "")
+            metrics.tryons.labels(state, kind if state != "delivered" else "").inc()
+            if row["result_url"]:
+                metrics.spend.labels(str(row["model"])).inc(prices.get(str(row["model"]), 0.0))
+            if state == "delivered" and row["delivered_at"] is not None:
+                metrics.task_duration.observe(float(row["delivered_at"]) - float(row["created_at"]))
+            if state == "failed" and kind in GIVEN_UP_KINDS:
+                await self._tools.reporter.report(
+                    GIVEN_UP,
+                    f"job {row['id']} was given up after TRYON_TASK_DEADLINE "
+                    f"({self._tools.settings.task_deadline:g} s) without a result",
+                )
+        await self._check_budget()
+
+    async def _check_budget(self) -> None:
+        budget = self._tools.settings.daily_budget
+        if not budget:
+            return
+        day = utc_day(self._clock())
+        used = await self._count_billable(day)
+        for percent, kind in ((100, BUDGET_100), (80, BUDGET_80)):
+            if used * 100 >= budget * percent:
+                if (day, percent) not in self._budget_reported:
+                    self._budget_reported.add((day, percent))
+                    await self._tools.reporter.report(
+                        kind,
+                        f"{used} of today's {budget} try-ons used ({day}, TRYON_DAILY_BUDGET)"
+                        + ("; new try-ons are refused until 00:00 UTC" if percent == 100 else ""),
+                    )
+                break
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.step()
+            except Exception as error:  # keep watching; the next round retries
+                log.warning("Job watcher: %r", error)

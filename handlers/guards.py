@@ -15,7 +15,7 @@ from handlers.common import Context, is_group, lang_of, say, services, t
 from handlers.keyboards import CB_AGAIN, CB_NEW, CB_RETRY, parse_callback
 
 log = logging.getLogger(__name__)
-GUARD_GROUP = -1
+GUARD_GROUP = -2
 
 
 def is_command_for_me(message: Message) -> bool:

@@ -75,18 +75,18 @@ def day_range(today: str, days: int) -> tuple[str, str]:
 
 class StatsStore:
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self.db = db
 
     async def period(self, first_day: str, last_day: str) -> PeriodStats:
         stats = PeriodStats(first_day, last_day)
         where = "day BETWEEN ? AND ?"
         span = (first_day, last_day)
-        row = await self._db.fetchone(
+        row = await self.db.fetchone(
             f"SELECT COUNT(DISTINCT user_id), COUNT(*) FROM jobs WHERE {where}", span
         )
         if row is not None:
             stats.users, stats.started = int(row[0]), int(row[1])
-        for row in await self._db.fetchall(
+        for row in await self.db.fetchall(
             f"SELECT state, COALESCE(error_kind, 'unknown'), COUNT(*) FROM jobs WHERE {where} "
             "GROUP BY 1, 2",
             span,
@@ -99,7 +99,7 @@ class StatsStore:
             elif state == "canceled":
                 stats.canceled += count
         marks = ", ".join("?" for _ in RESULT_STATES)
-        for row in await self._db.fetchall(
+        for row in await self.db.fetchall(
             f"SELECT model, COUNT(*) FROM jobs WHERE {where} "
             f"AND (state IN ({marks}) OR result_url IS NOT NULL) GROUP BY model",
             (*span, *RESULT_STATES),
@@ -107,7 +107,7 @@ class StatsStore:
             stats.results_by_model[str(row[0])] = int(row[1])
         stats.durations = [
             float(row[0])
-            for row in await self._db.fetchall(
+            for row in await self.db.fetchall(
                 f"SELECT delivered_at - created_at FROM jobs WHERE {where} "
                 "AND state = 'delivered' AND delivered_at IS NOT NULL",
                 span,
@@ -122,7 +122,7 @@ class StatsStore:
         while (name := day.strftime("%Y-%m-%d")) <= last_day:
             counts[name] = DayCounts(name)
             day += timedelta(days=1)
-        for row in await self._db.fetchall(
+        for row in await self.db.fetchall(
             "SELECT day, state, COUNT(*) FROM jobs WHERE day BETWEEN ? AND ? GROUP BY 1, 2",
             (first_day, last_day),
         ):

@@ -263,7 +263,7 @@ class Messages(Updates):
                 raise bad_request("poll options must be non-empty")
             if len(text) > MAX_POLL_OPTION:
                 raise bad_request("poll options length must not exceed 100")
-            options.append({"text": text, "voter_count": 0})
+            options.append({"text": text, "voter_count": 0, "persistent_id": str(len(options))})
         kind = opt_str(params, "type") or "regular"
         if kind not in ("regular", "quiz"):
             raise bad_request("wrong poll type specified")
@@ -280,6 +280,8 @@ class Messages(Updates):
             "is_anonymous": is_anonymous,
             "type": kind,
             "allows_multiple_answers": multiple,
+            "allows_revoting": kind == "regular",  # Bot API 9.6
+            "members_only": False,  # Bot API 10.0
         }
         if kind == "quiz":
             correct = opt_int(params, "correct_option_id")

@@ -262,6 +262,8 @@ class Updates(Files):
         message ids sharing one ``media_group_id``, each item its own update, `gap` seconds
         apart, no end marker. `bytes` items are photos; `AlbumItem` sets the kind and a caption
         per item. `reply_to` goes on the first item only, or on every item with `reply_to_all`.
+        Privacy mode applies per item: in a group, items that neither reply to the bot nor carry
+        a command for it do not reach a privacy-mode bot (they land in `undelivered`).
         """
         if not 2 <= len(items) <= 10:
             raise ValueError("an album has 2 to 10 items")

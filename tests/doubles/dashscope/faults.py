@@ -24,8 +24,8 @@ from aiohttp.typedefs import Handler
 from tests.doubles.dashscope.core import TASK_ID, DashScopeCore
 from tests.doubles.dashscope.records import Fault, Outage
 from tests.doubles.dashscope.wire import (
-    _DEFAULT_JSON_ERROR,
-    _DEFAULT_XML_ERROR,
+    DEFAULT_JSON_ERROR,
+    DEFAULT_XML_ERROR,
     ENDPOINTS,
     GATEWAY_BODY,
     XML_ENDPOINTS,
@@ -150,11 +150,11 @@ class Faults(DashScopeCore):
     def _fault_response(self, endpoint: str, fault: Fault) -> web.Response:
         headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
         if endpoint in XML_ENDPOINTS:
-            code = fault.code or _DEFAULT_XML_ERROR.get(fault.status, "InternalError")
+            code = fault.code or DEFAULT_XML_ERROR.get(fault.status, "InternalError")
             return xml_error(fault.status, code, fault.message, headers)
         if fault.code is None and fault.status in (502, 504):
             return web.Response(status=fault.status, text=GATEWAY_BODY, headers=headers)
-        code = fault.code or _DEFAULT_JSON_ERROR.get(fault.status, "InternalError")
+        code = fault.code or DEFAULT_JSON_ERROR.get(fault.status, "InternalError")
         if endpoint == "policy" and code == "Throttling":
             code = "Throttling.RateQuota"
         return json_error(fault.status, code, fault.message, headers)

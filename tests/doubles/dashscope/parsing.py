@@ -34,9 +34,9 @@ from tests.doubles.dashscope.wire import (
     PARSING_MODEL,
     URL_ERROR,
     Rejected,
-    _json,
-    _uuid,
     json_error,
+    json_response,
+    new_id,
 )
 
 
@@ -79,7 +79,7 @@ class Parsing(Tasks):
         except Rejected as rejected:
             return json_error(400, rejected.code, rejected.message)
         worn = self.person_garments.get(_digest(image), self.default_garments)
-        request_id = _uuid()
+        request_id = new_id()
         output: dict[str, list[Any]] = {"parsing_img_url": [], "crop_img_url": [], "bbox": []}
         for index, garment in enumerate(types):
             if garment not in worn:
@@ -93,7 +93,9 @@ class Parsing(Tasks):
             )
             output["crop_img_url"].append(self._publish(f"{request_id}-crop-{index}.png", crop))
             output["bbox"].append(box)
-        return _json(200, {"output": output, "usage": {"image_count": 1}, "request_id": request_id})
+        return json_response(
+            200, {"output": output, "usage": {"image_count": 1}, "request_id": request_id}
+        )
 
     def _validate_parsing(self, body: Any) -> web.Response | None:
         if not isinstance(body, dict):

@@ -20,8 +20,8 @@ from tests.doubles.dashscope.wire import (
     OSS_ACCESS_KEY_ID,
     RESULT_BUCKET,
     Rejected,
-    _oss_request_id,
-    _sign,
+    oss_request_id,
+    sign,
     xml_error,
 )
 
@@ -92,7 +92,7 @@ class Results(Storage):
         """Stores `data` on the result host and returns its pre-signed URL (24 h)."""
         expires = int(self.clock() + self.result_ttl)
         self.results[name] = StoredResult(data, float(expires))
-        signature = _sign(self._result_string_to_sign(name, expires).encode())
+        signature = sign(self._result_string_to_sign(name, expires).encode())
         return (
             f"{self.origin}/results/{name}?Expires={expires}"
             f"&OSSAccessKeyId={OSS_ACCESS_KEY_ID}&Signature={quote(signature, safe='')}"
@@ -111,7 +111,7 @@ class Results(Storage):
             return xml_error(
                 403, "AccessDenied", "Anonymous access is forbidden for this operation."
             )
-        expected = _sign(self._result_string_to_sign(name, expires).encode())
+        expected = sign(self._result_string_to_sign(name, expires).encode())
         if request.query.get("OSSAccessKeyId") != OSS_ACCESS_KEY_ID:
             return xml_error(403, "InvalidAccessKeyId")
         if not hmac.compare_digest(signature, expected):
@@ -125,7 +125,7 @@ class Results(Storage):
         return web.Response(
             body=result.data,
             content_type="image/png" if name.endswith(".png") else "image/jpeg",
-            headers={"Server": "AliyunOSS", "x-oss-request-id": _oss_request_id()},
+            headers={"Server": "AliyunOSS", "x-oss-request-id": oss_request_id()},
         )
 
     async def _get_file(self, request: web.Request) -> web.Response:

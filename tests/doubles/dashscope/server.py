@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from tests.doubles.dashscope.parsing import Parsing
-from tests.doubles.dashscope.wire import API_PREFIX, PARSING_PATH, SUBMIT_PATH, _json
+from tests.doubles.dashscope.wire import API_PREFIX, PARSING_PATH, SUBMIT_PATH, json_response
 
 
 class FakeDashScope(Parsing):
@@ -40,4 +40,4 @@ class FakeDashScope(Parsing):
             app.router.add_route(method, path, handler, name=name + suffix)
 
     async def _stats(self, request: web.Request) -> web.Response:
-        return _json(200, self.stats())
+        return json_response(200, self.stats())

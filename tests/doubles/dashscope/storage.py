@@ -29,11 +29,11 @@ from tests.doubles.dashscope.wire import (
     MODEL_NOT_EXIST,
     OSS_ACCESS_KEY_ID,
     POLICY_QPS,
-    _json,
-    _oss_request_id,
-    _sign,
-    _uuid,
     json_error,
+    json_response,
+    new_id,
+    oss_request_id,
+    sign,
     xml_error,
 )
 
@@ -72,8 +72,10 @@ class Storage(Faults):
         if not self._policy_windows.setdefault(model, Window(POLICY_QPS)).admit():
             self.throttled["policy"] += 1
             return json_error(429, "Throttling.RateQuota")
-        request_id = _uuid()
-        return _json(200, {"data": self.issue_policy(model, request_id), "request_id": request_id})
+        request_id = new_id()
+        return json_response(
+            200, {"data": self.issue_policy(model, request_id), "request_id": request_id}
+        )
 
     def issue_policy(
         self, model: str, request_id: str = "", *, max_bytes: int | None = None
@@ -81,14 +83,14 @@ class Storage(Faults):
         """getPolicy's ``data``: a signed credential for uploads under a fresh ``upload_dir``."""
         now = self.clock()
         day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
-        upload_dir = f"dashscope-instant/{ACCOUNT_HASH}/{day}/{request_id or _uuid()}"
+        upload_dir = f"dashscope-instant/{ACCOUNT_HASH}/{day}/{request_id or new_id()}"
         limit = MAX_FILE_SIZE_MB * 1024 * 1024 if max_bytes is None else max_bytes
         policy = self._policy_document(upload_dir, now + self.policy_ttl, limit)
         self._issued[policy] = model
         ttl = self.policy_ttl
         return {
             "policy": policy,
-            "signature": _sign(policy.encode()),
+            "signature": sign(policy.encode()),
             "upload_dir": upload_dir,
             "upload_host": self.upload_host,
             "expire_in_seconds": int(ttl) if float(ttl).is_integer() else ttl,
@@ -165,7 +167,7 @@ class Storage(Faults):
             return xml_error(400, "InvalidArgument", "The key field is missing.")
         if fields["OSSAccessKeyId"] != OSS_ACCESS_KEY_ID:
             return xml_error(403, "InvalidAccessKeyId")
-        if not hmac.compare_digest(fields["Signature"], _sign(fields["policy"].encode())):
+        if not hmac.compare_digest(fields["Signature"], sign(fields["policy"].encode())):
             return xml_error(403, "SignatureDoesNotMatch")
         try:
             document = json.loads(base64.b64decode(fields["policy"], validate=True))
@@ -214,7 +216,7 @@ class Storage(Faults):
     @staticmethod
     def _upload_success(fields: dict[str, str], key: str, data: bytes) -> web.Response:
         etag = '"' + hashlib.md5(data).hexdigest().upper() + '"'
-        headers = {"Server": "AliyunOSS", "x-oss-request-id": _oss_request_id(), "ETag": etag}
+        headers = {"Server": "AliyunOSS", "x-oss-request-id": oss_request_id(), "ETag": etag}
         status = fields.get("success_action_status", "")
         if status == "200":
             return web.Response(status=200, headers=headers)

@@ -37,10 +37,10 @@ from tests.doubles.dashscope.wire import (
     SYNC_DENIED,
     URL_ERROR,
     Rejected,
-    _beijing,
-    _json,
-    _uuid,
+    beijing_time,
     json_error,
+    json_response,
+    new_id,
 )
 
 GENDERS = frozenset({"woman", "man"})
@@ -109,7 +109,7 @@ class Tasks(Results):
             return problem
         task = self._create_task(body, request)
         request[TASK_ID] = task.task_id
-        return _json(
+        return json_response(
             200,
             {
                 "output": {"task_status": "PENDING", "task_id": task.task_id},
@@ -168,13 +168,13 @@ class Tasks(Results):
 
     def _create_task(self, body: dict[str, Any], request: web.Request) -> FakeTask:
         task = FakeTask(
-            task_id=_uuid(),
+            task_id=new_id(),
             model=str(body["model"]),
             body=body,
             oss_resolve=request.headers.get("X-DashScope-OssResourceResolve", "").lower()
             == "enable",
             submit_time=self.clock(),
-            request_id=_uuid(),
+            request_id=new_id(),
             held=self.hold,
             outcome=self._scripted.popleft() if self._scripted else None,
         )
@@ -300,23 +300,23 @@ class Tasks(Results):
         task = self.live_task(task_id)
         if task is None:
             output: dict[str, Any] = {"task_id": task_id, "task_status": "UNKNOWN"}
-            return _json(200, {"request_id": _uuid(), "output": output})
-        body: dict[str, Any] = {"request_id": _uuid(), "output": self._task_output(task)}
+            return json_response(200, {"request_id": new_id(), "output": output})
+        body: dict[str, Any] = {"request_id": new_id(), "output": self._task_output(task)}
         if task.status == "SUCCEEDED":
             body["usage"] = {"image_count": 1}
-        return _json(200, body)
+        return json_response(200, body)
 
     @staticmethod
     def _task_output(task: FakeTask) -> dict[str, Any]:
         output: dict[str, Any] = {
             "task_id": task.task_id,
             "task_status": task.status,
-            "submit_time": _beijing(task.submit_time),
+            "submit_time": beijing_time(task.submit_time),
         }
         if task.scheduled_time is not None:
-            output["scheduled_time"] = _beijing(task.scheduled_time)
+            output["scheduled_time"] = beijing_time(task.scheduled_time)
         if task.end_time is not None:
-            output["end_time"] = _beijing(task.end_time)
+            output["end_time"] = beijing_time(task.end_time)
         if task.status == "SUCCEEDED":
             output["image_url"] = task.image_url
         if task.status == "FAILED":
@@ -332,7 +332,7 @@ class Tasks(Results):
         self._finish(task, "CANCELED")
         if task.runner is not None:
             task.runner.cancel()
-        return _json(200, {"request_id": _uuid()})
+        return json_response(200, {"request_id": new_id()})
 
     async def _list(self, request: web.Request) -> web.Response:
         if (denied := self._check_auth(request)) is not None:
@@ -356,14 +356,14 @@ class Tasks(Results):
             and window[0] <= task.submit_time <= window[1]
         ]
         page = tasks[(page_no - 1) * page_size : page_no * page_size]
-        return _json(
+        return json_response(
             200,
             {
                 "total": len(tasks),
                 "data": [self._list_entry(task) for task in page],
                 "total_page": -(-len(tasks) // page_size),
                 "page_no": page_no,
-                "request_id": _uuid(),
+                "request_id": new_id(),
                 "page_size": page_size,
             },
         )

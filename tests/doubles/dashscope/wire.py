@@ -129,7 +129,7 @@ OSS_ERRORS = {
     "ServiceUnavailable": ("Please reduce your request rate.", "0001-00000503"),
 }
 
-_DEFAULT_JSON_ERROR = {
+DEFAULT_JSON_ERROR = {
     400: "InvalidParameter",
     401: "InvalidApiKey",
     403: "AccessDenied",
@@ -138,7 +138,7 @@ _DEFAULT_JSON_ERROR = {
     500: "InternalError",
     503: "ModelUnavailable",
 }
-_DEFAULT_XML_ERROR = {
+DEFAULT_XML_ERROR = {
     400: "InvalidArgument",
     403: "AccessDenied",
     404: "NoSuchKey",
@@ -161,23 +161,25 @@ class Dropped(Exception):
     """Raised after closing the connection so that no response is written."""
 
 
-def _uuid() -> str:
+def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def _oss_request_id() -> str:
+def oss_request_id() -> str:
     return uuid.uuid4().hex[:24].upper()
 
 
-def _beijing(ts: float) -> str:
+def beijing_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, BEIJING).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def _sign(data: bytes) -> str:
+def sign(data: bytes) -> str:
     return base64.b64encode(hmac.new(OSS_SECRET, data, hashlib.sha1).digest()).decode()
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         status=status,
         text=json.dumps(body, ensure_ascii=False),
@@ -192,7 +194,7 @@ def json_error(
 ) -> web.Response:
     """DashScope's error shape: ``{"code","message","request_id"}`` at the top level."""
     text = message if message is not None else MESSAGES.get(code, code)
-    return _json(status, {"code": code, "message": text, "request_id": _uuid()}, headers)
+    return json_response(status, {"code": code, "message": text, "request_id": new_id()}, headers)
 
 
 def xml_error(
@@ -202,7 +204,7 @@ def xml_error(
     default_message, ec = OSS_ERRORS.get(code, (code, "0000-00000000"))
     if code == "PolicyExpired":
         code = "AccessDenied"
-    request_id = _oss_request_id()
+    request_id = oss_request_id()
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
         f"  <Code>{escape(code)}</Code>\n"

@@ -32,7 +32,7 @@ from tests.doubles.telegram.records import (
 )
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
+def image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
@@ -40,7 +40,7 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _jpeg_scaled(data: bytes, side: int) -> tuple[bytes, int, int]:
+def jpeg_scaled(data: bytes, side: int) -> tuple[bytes, int, int]:
     """A JPEG of the image whose longer side is at most `side`."""
     with Image.open(io.BytesIO(data)) as image:
         image.draft("RGB", (side, side))
@@ -51,13 +51,13 @@ def _jpeg_scaled(data: bytes, side: int) -> tuple[bytes, int, int]:
         return buffer.getvalue(), scaled.width, scaled.height
 
 
-def _jpeg(width: int, height: int, color: tuple[int, int, int] = (200, 120, 80)) -> bytes:
+def jpeg(width: int, height: int, color: tuple[int, int, int] = (200, 120, 80)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, "JPEG")
     return buffer.getvalue()
 
 
-def _webp(side: int = 512) -> bytes:
+def webp(side: int = 512) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGBA", (side, side), (30, 160, 90, 255)).save(buffer, "WEBP")
     return buffer.getvalue()
@@ -115,12 +115,12 @@ class Files(Faults):
     ) -> StoredFile:
         """A document that claims `file_size` bytes without allocating them."""
         return self.add_file(
-            _jpeg(64, 64), file_name=file_name, mime_type=mime_type, file_size=file_size
+            jpeg(64, 64), file_name=file_name, mime_type=mime_type, file_size=file_size
         )
 
     def _photo_sizes(self, data: bytes, *, max_side: int | None = None) -> list[JSON]:
         """Registers the PhotoSize files of a photo, smallest first."""
-        size = _image_size(data)
+        size = image_size(data)
         if size is None:
             raise ValueError("photo bytes are not an image Pillow can read")
         width, height = size
@@ -128,12 +128,12 @@ class Files(Faults):
         variants: list[tuple[bytes, int, int]] = []
         for side in (90, 320, 800):
             if side < longest and (max_side is None or side < max_side):
-                variants.append(_jpeg_scaled(data, side))
+                variants.append(jpeg_scaled(data, side))
         if max_side is not None and longest > max_side:
-            variants.append(_jpeg_scaled(data, max_side))
+            variants.append(jpeg_scaled(data, max_side))
         else:
             if not variants:  # tiny image: Telegram still sends a thumbnail
-                variants.append(_jpeg_scaled(data, longest))
+                variants.append(jpeg_scaled(data, longest))
             variants.append((data, width, height))
         sizes: list[JSON] = []
         files: list[StoredFile] = []
@@ -180,7 +180,7 @@ class Files(Faults):
         else:
             if len(data) > MAX_PHOTO_UPLOAD:
                 raise bad_request("PHOTO_SAVE_FILE_INVALID")
-            size = _image_size(data)
+            size = image_size(data)
             if size is None:
                 raise bad_request("IMAGE_PROCESS_FAILED")
             width, height = size

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 
-from tests.doubles.telegram.files import Files, _webp
+from tests.doubles.telegram.files import Files, webp
 from tests.doubles.telegram.formatting import auto_entities, entity_text
 from tests.doubles.telegram.params import message_of, without_reply
 from tests.doubles.telegram.records import (
@@ -360,7 +360,7 @@ class Updates(Files):
     ) -> JSON:
         """A static webp sticker by default; animated (tgs) or video (webm) on request."""
         if data is None:
-            data = _webp() if not (is_animated or is_video) else secrets.token_bytes(256)
+            data = webp() if not (is_animated or is_video) else secrets.token_bytes(256)
         mime = "video/webm" if is_video else "application/x-tgsticker" if is_animated else None
         stored = self.add_file(data, kind="sticker", mime_type=mime or "image/webp")
         sticker: JSON = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -16,28 +17,30 @@ from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAl
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.account import AccountWatch, Probe
-from bot.health import Health, ObservedRequest
-from bot.metrics import Metrics
+from bot.health import ObservedRequest
+from bot.logs import RedactingFilter
+from bot.observe import CountingUploadCache, OperatorNotifier
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import admin, commands, guards, housekeeping
+from handlers import admin, commands, guards, housekeeping, results
 from handlers.admin_reports import ACCOUNT, AdminReporter
-from handlers.context import SERVICES_KEY, BotServices
+from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
-from handlers.delivery import Messenger
+from handlers.delivery import StatusConfig
 from handlers.errors import on_error
+from handlers.gateway import TelegramFiles, TelegramGateway
 from services.dashscope import DashScopeClient
+from services.dashscope.account import AccountConfig, AccountWatch, Probe
 from services.dashscope.ratelimit import SlidingWindowLimiter
 from services.i18n import LANGUAGES, Texts
-from services.images.intake import ImagePreparer
+from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
+from services.metrics import Health, Metrics
 from services.retry import RetryPolicy
 from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.profiles import ProfileStore
 from services.storage.stats import StatsStore
-from services.storage.uploads import UploadCache
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
 from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
@@ -77,16 +80,20 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         )
         .get_updates_request(ObservedRequest(metrics, health, connection_pool_size=1))
         .job_queue(None)
+        .context_types(CONTEXT_TYPES)
         .build()
     )
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
     application.bot_data[METRICS_KEY] = metrics
     application.bot_data[HEALTH_KEY] = health
+    # The admin tools exist before post_init: the notifier built there reports through them.
+    application.bot_data[admin.ADMIN_KEY] = build_admin_tools(application, settings, db)
     guards.register(application)
-    admin.register(application, settings)
+    admin.register(application, settings.admin_ids)
     application.add_handler(build_conversation())
     commands.register(application)
+    results.register(application)
     housekeeping.register(application)
     application.add_error_handler(on_error)
     return application
@@ -97,7 +104,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     db: Database = application.bot_data["db"]
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
-    tools = build_admin_tools(application, settings, svc)
+    tools: admin.AdminTools = application.bot_data[admin.ADMIN_KEY]
+    tools.metrics.track_scheduler(lambda: svc.scheduler.waiting, lambda: svc.scheduler.running)
     await set_commands(application, svc.texts)
     if settings.admin_ids:
         await admin.set_admin_commands(application, svc.texts, PRIVATE_COMMANDS, settings.admin_ids)
@@ -122,30 +130,44 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
 def build_admin_tools(
     application: Application,  # type: ignore[type-arg]
     settings: Settings,
-    svc: BotServices,
+    db: Database,
 ) -> admin.AdminTools:
     metrics: Metrics = application.bot_data[METRICS_KEY]
     health: Health = application.bot_data[HEALTH_KEY]
-    metrics.track_scheduler(lambda: svc.scheduler.waiting, lambda: svc.scheduler.running)
     reporter = AdminReporter(
-        application.bot, settings.admin_ids, secrets=settings.secrets(), metrics=metrics
+        application.bot,
+        settings.admin_ids,
+        redact=RedactingFilter(settings.secrets()).redact,
+        metrics=metrics,
     )
 
     async def on_account_problem(probe: Probe) -> None:
         health.account_problem = probe.line
         await reporter.report(ACCOUNT, probe.line)
 
-    account = AccountWatch(settings, on_account_problem)
-    tools = admin.AdminTools(
-        settings=settings,
+    return admin.AdminTools(
+        config=admin.AdminConfig(
+            admin_ids=settings.admin_ids,
+            prices=dict(settings.prices),
+            max_concurrent=settings.max_concurrent,
+            daily_budget=settings.daily_budget,
+            task_deadline=settings.task_deadline,
+        ),
         reporter=reporter,
-        account=account,
-        stats=StatsStore(svc.db),
+        account=AccountWatch(account_config(settings), on_account_problem),
+        stats=StatsStore(db),
         metrics=metrics,
         health=health,
     )
-    application.bot_data[admin.ADMIN_KEY] = tools
-    return tools
+
+
+def account_config(settings: Settings) -> AccountConfig:
+    return AccountConfig(
+        api_key=settings.dashscope_api_key,
+        base_url=settings.dashscope_http_base_url,
+        models=settings.models_in_use(),
+        request_timeout=settings.request_timeout,
+    )
 
 
 async def check_account(tools: admin.AdminTools) -> None:
@@ -169,6 +191,11 @@ def build_services(
 ) -> BotServices:
     texts = Texts.load()
     store = JobStore(db)
+    retry = RetryPolicy(
+        attempts=settings.retry_attempts,
+        base_delay=settings.retry_base_delay,
+        max_delay=max(settings.retry_base_delay, 8.0),
+    )
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         connector=aiohttp.TCPConnector(limit=64),
@@ -182,44 +209,40 @@ def build_services(
         api_key=settings.dashscope_api_key,
         base_url=settings.dashscope_http_base_url,
         model=settings.tryon_model,
-        retry=RetryPolicy(
-            attempts=settings.retry_attempts,
-            base_delay=settings.retry_base_delay,
-            max_delay=max(settings.retry_base_delay, 8.0),
-        ),
+        retry=retry,
         request_timeout=settings.request_timeout,
         submit_limiter=SlidingWindowLimiter(settings.submit_qps),
         query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
         observer=lambda endpoint, status: _observe_dashscope(application, endpoint, status),
     )
-    messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)
-    preparer = ImagePreparer(
-        messenger,
+    # Telegram's flood waits and outages last longer than DashScope's hiccups.
+    telegram_retry = replace(retry, max_delay=30.0)
+    gateway = TelegramGateway(application.bot, retry=telegram_retry)
+    intake = ImageIntake(
+        TelegramFiles(application.bot, telegram_retry),
         dashscope,
-        UploadCache(db),
+        CountingUploadCache(db, application.bot_data[METRICS_KEY]),
         model=settings.tryon_model,
         limits=ImageLimits(max_side=settings.max_image_side),
     )
-    runner_ref: list[TryOnRunner] = []
-    scheduler = TryOnScheduler(
-        SchedulerLimits(max_concurrent=settings.max_concurrent),
-        on_positions=lambda positions: runner_ref[0].on_positions(positions),
+    scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
+    notifier = OperatorNotifier(
+        gateway,
+        texts,
+        StatusConfig(status_interval=settings.status_interval),
+        tools=application.bot_data[admin.ADMIN_KEY],
     )
     runner = TryOnRunner(
         store=store,
-        preparer=preparer,
+        intake=intake,
         client=dashscope,
         scheduler=scheduler,
-        messenger=messenger,
-        texts=texts,
+        notifier=notifier,
         config=RunnerConfig(
-            poll_interval=settings.poll_interval,
-            task_deadline=settings.task_deadline,
-            status_interval=settings.status_interval,
+            poll_interval=settings.poll_interval, task_deadline=settings.task_deadline
         ),
     )
-    runner_ref.append(runner)
     quota = QuotaPolicy(
         store,
         user_daily_limit=settings.user_daily_limit,
@@ -227,20 +250,18 @@ def build_services(
         allowed_chats=settings.allowed_chats,
     )
     return BotServices(
-        settings=settings,
+        tryon_model=settings.tryon_model,
         texts=texts,
-        db=db,
         store=store,
         profiles=ProfileStore(db),
         http=http,
         submit_http=submit_http,
         dashscope=dashscope,
-        messenger=messenger,
-        preparer=preparer,
+        gateway=gateway,
+        intake=intake,
         scheduler=scheduler,
         runner=runner,
         quota=quota,
-        bot_username=application.bot.username or "",
     )
 
 
@@ -280,7 +301,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
-        await svc.preparer.close()
+        await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 
 

@@ -16,10 +16,11 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from bot.account import BEIJING, probe_all
+from bot.app import account_config
 from bot.logs import RedactingFilter
 from bot.settings import Settings, SettingsError, load_settings
 from bot.startup import StartupError, _writable, check_database, lock_state, process_user
+from services.dashscope.account import BEIJING, probe_all
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
 LOW_FREE_BYTES = 1024 * 1024 * 1024
@@ -151,7 +152,7 @@ async def check_dashscope(settings: Settings, report: Report) -> None:
             f"DashScope: DASHSCOPE_HTTP_BASE_URL is {settings.dashscope_http_base_url}, not "
             f"Beijing's {BEIJING} (try-on exists only there)"
         )
-    for probe in await probe_all(settings):
+    for probe in await probe_all(account_config(settings)):
         if probe.ok:
             report.ok(f"DashScope: {probe.line}")
         else:

@@ -79,6 +79,15 @@ class Settings:
     def price(self, name: str) -> float:
         return dict(self.prices).get(name, 0.0)
 
+    def models_in_use(self) -> tuple[str, ...]:
+        """The try-on model, plus the parsing and refiner models when they are enabled."""
+        models = [self.tryon_model]
+        for attr in ("parsing_model", "refiner_model"):
+            extra = getattr(self, attr, "")
+            if isinstance(extra, str) and extra and extra not in models:
+                models.append(extra)
+        return tuple(models)
+
     def secrets(self) -> list[str]:
         return [self.telegram_bot_token, self.dashscope_api_key, self.telegram_webhook_secret]
 

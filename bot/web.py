@@ -12,9 +12,9 @@ from aiohttp import web
 from telegram import Update
 from telegram.ext import Application
 
-from bot.health import Health, database_problem
-from bot.metrics import CONTENT_TYPE, Metrics
+from bot.health import database_problem
 from bot.settings import Settings
+from services.metrics import CONTENT_TYPE, Health, Metrics
 
 log = logging.getLogger(__name__)
 

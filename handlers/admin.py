@@ -17,13 +17,11 @@ from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, TypeHandler, filters
 
-from bot.account import AccountWatch
-from bot.health import Health
-from bot.metrics import Metrics
-from bot.settings import Settings
 from handlers.admin_reports import BUDGET_80, BUDGET_100, GIVEN_UP, AdminReporter
-from handlers.common import Context, services
+from handlers.context import Context
+from services.dashscope.account import AccountWatch
 from services.i18n import LANGUAGES, Texts
+from services.metrics import Health, Metrics
 from services.model import utc_day
 from services.storage.stats import DayCounts, PeriodStats, StatsStore, day_range
 
@@ -36,9 +34,20 @@ ADMIN_COMMANDS = ("stats",)
 ADMIN_COMMAND_TEXT = {"stats": {"en": "Usage and spend (admins)", "zh": "用量与花费（管理员）"}}
 
 
+@dataclass(frozen=True)
+class AdminConfig:
+    """The settings the admin features need (bot.settings builds it)."""
+
+    admin_ids: frozenset[int]
+    prices: dict[str, float]
+    max_concurrent: int
+    daily_budget: int
+    task_deadline: float
+
+
 @dataclass
 class AdminTools:
-    settings: Settings
+    config: AdminConfig
     reporter: AdminReporter
     account: AccountWatch
     stats: StatsStore
@@ -46,7 +55,7 @@ class AdminTools:
     health: Health
 
     def is_admin(self, user_id: int) -> bool:
-        return user_id in self.settings.admin_ids
+        return user_id in self.config.admin_ids
 
 
 def admin_tools(context: Context) -> AdminTools:
@@ -93,8 +102,8 @@ def format_period(title: str, stats: PeriodStats, prices: dict[str, float]) -> l
 
 async def stats_text(context: Context, now: float | None = None) -> tuple[str, list[DayCounts]]:
     tools = admin_tools(context)
-    svc = services(context)
-    prices = dict(tools.settings.prices)
+    svc = context.services
+    prices = tools.config.prices
     today = utc_day(time.time() if now is None else now)
     first, _ = day_range(today, 30)
     lines = format_period("Today", await tools.stats.period(today, today), prices)
@@ -103,9 +112,9 @@ async def stats_text(context: Context, now: float | None = None) -> tuple[str, l
     lines.append("")
     lines.append(
         f"now: {svc.scheduler.waiting} waiting, {svc.scheduler.running} of "
-        f"{tools.settings.max_concurrent} slots in use"
+        f"{tools.config.max_concurrent} slots in use"
     )
-    budget = tools.settings.daily_budget
+    budget = tools.config.daily_budget
     used = await svc.store.count_billable(today)
     lines.append(
         f"daily budget: {used} of {budget} used ({used / budget * 100:.0f} %)"
@@ -194,10 +203,10 @@ async def observe(update: Update, context: Context) -> None:
 # -- wiring -------------------------------------------------------------------------------
 
 
-def register(application: Application, settings: Settings) -> None:  # type: ignore[type-arg]
+def register(application: Application, admin_ids: frozenset[int]) -> None:  # type: ignore[type-arg]
     application.add_handler(TypeHandler(Update, observe), group=OBSERVE_GROUP)
-    if settings.admin_ids:
-        admins = filters.User(user_id=list(settings.admin_ids)) & filters.ChatType.PRIVATE
+    if admin_ids:
+        admins = filters.User(user_id=list(admin_ids)) & filters.ChatType.PRIVATE
         application.add_handler(
             CommandHandler("stats", on_stats, filters=admins & filters.UpdateType.MESSAGE),
             group=ADMIN_GROUP,
@@ -261,7 +270,7 @@ class JobWatcher:
             (self._cursor, *FINAL_STATES),
         )
         metrics = self._tools.metrics
-        prices = dict(self._tools.settings.prices)
+        prices = self._tools.config.prices
         for row in rows:
             self._cursor = max(self._cursor, float(row["updated_at"]))
             state, kind = str(row["state"]), str(row["error_kind"] or "")
@@ -274,12 +283,12 @@ class JobWatcher:
                 await self._tools.reporter.report(
                     GIVEN_UP,
                     f"job {row['id']} was given up after TRYON_TASK_DEADLINE "
-                    f"({self._tools.settings.task_deadline:g} s) without a result",
+                    f"({self._tools.config.task_deadline:g} s) without a result",
                 )
         await self._check_budget()
 
     async def _check_budget(self) -> None:
-        budget = self._tools.settings.daily_budget
+        budget = self._tools.config.daily_budget
         if not budget:
             return
         day = utc_day(self._clock())

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot.logs import RedactingFilter
-from bot.metrics import Metrics
+from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +56,14 @@ class AdminReporter:
         bot: Bot,
         admin_ids: Iterable[int],
         *,
-        secrets: Iterable[str] = (),
+        redact: Callable[[str], str] = lambda text: text,
         metrics: Metrics | None = None,
         window: float = WINDOW,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bot = bot
         self.admin_ids = sorted(admin_ids)
-        self._redact = RedactingFilter(secrets).redact
+        self._redact = redact  # removes secrets (bot.logs.RedactingFilter.redact)
         self._metrics = metrics
         self._window = window
         self._clock = clock

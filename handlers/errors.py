@@ -10,7 +10,8 @@ from telegram.error import Conflict, Forbidden, NetworkError, RetryAfter
 
 from handlers.admin import ADMIN_KEY
 from handlers.admin_reports import EXCEPTION, error_id
-from handlers.common import Context, lang_of, say, t
+from handlers.common import say
+from handlers.context import Context
 
 log = logging.getLogger(__name__)
 CONFLICT_LOGGED = "conflict_logged"
@@ -53,6 +54,6 @@ async def on_error(update: object, context: Context) -> None:
     if not isinstance(update, Update) or chat is None or isinstance(error, Forbidden):
         return
     try:
-        await say(update, context, t(context, lang_of(update), "internal_error"))
+        await say(update, context, context.t("internal_error"))
     except Exception as send_error:  # the apology itself failed: nothing more to do
         log.warning("Could not send the apology: %r", send_error)

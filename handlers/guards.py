@@ -11,8 +11,9 @@ from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from handlers.admin import ADMIN_KEY
 from handlers.admin_reports import ACCOUNT
-from handlers.common import Context, is_group, lang_of, say, services, t
-from handlers.keyboards import CB_AGAIN, CB_NEW, CB_RETRY, parse_callback
+from handlers.common import is_group, say
+from handlers.context import Context
+from handlers.keyboards import Action, parse_callback
 
 log = logging.getLogger(__name__)
 GUARD_GROUP = -2
@@ -32,11 +33,10 @@ async def guard(update: Update, context: Context) -> None:
     user, chat, message = update.effective_user, update.effective_chat, update.effective_message
     if user is None or chat is None:
         raise ApplicationHandlerStop  # channel posts, polls…: nothing for this bot
-    lang = lang_of(update)
     if query is not None:
         parsed = parse_callback(query.data or "")
-        if parsed is None or parsed[2] != user.id:
-            await query.answer(t(context, lang, "not_your_button"), show_alert=True)
+        if parsed is None or parsed.owner != user.id:
+            await query.answer(context.t("not_your_button"), show_alert=True)
             raise ApplicationHandlerStop
     is_command = message is not None and is_command_for_me(message)
     anonymous = user.id == ChatID.ANONYMOUS_ADMIN or (
@@ -44,41 +44,39 @@ async def guard(update: Update, context: Context) -> None:
     )
     if anonymous and message is not None:
         if is_command:
-            await say(update, context, t(context, lang, "anonymous_admin"))
+            await say(update, context, context.t("anonymous_admin"))
         raise ApplicationHandlerStop
     tools = context.bot_data.get(ADMIN_KEY)
     admin = tools is not None and tools.is_admin(user.id)
-    if not admin and not services(context).quota.allowed(chat.id, user.id):
+    if not admin and not context.services.quota.allowed(chat.id, user.id):
         log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
         if query is not None:
-            await query.answer(t(context, lang, "not_allowed"), show_alert=True)
+            await query.answer(context.t("not_allowed"), show_alert=True)
         elif is_command or not is_group(update):
-            await say(update, context, t(context, lang, "not_allowed"))
+            await say(update, context, context.t("not_allowed"))
         raise ApplicationHandlerStop
     if tools is not None and _starts_a_tryon(message, query) and not await tools.account.usable():
-        await _service_unavailable(update, context, lang)
+        await _service_unavailable(update, context)
         raise ApplicationHandlerStop
 
 
 def _starts_a_tryon(message: Message | None, query: CallbackQuery | None) -> bool:
     if query is not None:
         parsed = parse_callback(query.data or "")
-        return parsed is not None and parsed[0] in (CB_AGAIN, CB_NEW, CB_RETRY)
+        return parsed is not None and parsed.action in (Action.AGAIN, Action.NEW, Action.RETRY)
     if message is None or not is_command_for_me(message):
         return False
     name = (message.text or "").split(maxsplit=1)[0].partition("@")[0]
     return name == "/tryon"
 
 
-async def _service_unavailable(update: Update, context: Context, lang: str) -> None:
+async def _service_unavailable(update: Update, context: Context) -> None:
     """DashScope refuses the account: say so at once instead of taking photos for nothing.
     "The owner has been notified" only when an admin really got the report."""
     tools = context.bot_data[ADMIN_KEY]
     notified = tools.reporter.recently_notified(ACCOUNT)
-    text = t(
-        context,
-        lang,
-        "fail_service_unavailable_notified" if notified else "fail_service_unavailable",
+    text = context.t(
+        "fail_service_unavailable_notified" if notified else "fail_service_unavailable"
     )
     log.info("Try-on refused at once: the DashScope account has a problem")
     if update.callback_query is not None:

@@ -15,6 +15,7 @@ import pytest
 from telegram.ext import Application
 
 from bot.app import METRICS_KEY
+from bot.logs import RedactingFilter
 from handlers.admin_reports import EXCEPTION, AdminReporter
 from services.model import utc_day
 from services.storage.database import Database
@@ -22,7 +23,7 @@ from services.storage.profiles import ProfileStore
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram
-from tests.harness import jpeg, make_settings, running_bot, services_of
+from tests.harness import jpeg, make_settings, running_bot
 
 ADMIN = 7001
 USER = 7002
@@ -74,7 +75,7 @@ async def test_stats_match_a_known_history(
     now = datetime.now(UTC)
     if now.hour == 23 and now.minute >= 58:  # keep "today" stable during the test
         pytest.skip("too close to midnight UTC")
-    db = services_of(admin_bot).db
+    db: Database = admin_bot.bot_data["db"]
     await add_job(db, 1, 0, 1, "delivered", delivered_after=20.0)
     await add_job(db, 2, 0, 2, "delivered", delivered_after=30.0)
     await add_job(db, 3, 0, 1, "failed", error_kind="invalid_person")
@@ -216,7 +217,7 @@ async def test_reports_are_rate_limited_per_kind_with_a_count() -> None:
     reporter = AdminReporter(
         bot,  # type: ignore[arg-type]
         [1, 2],
-        secrets=["sk-secret-key"],
+        redact=RedactingFilter(["sk-secret-key"]).redact,
         clock=lambda: now[0],
     )
     assert await reporter.report(EXCEPTION, "error aaaa1111: ValueError, key sk-secret-key")

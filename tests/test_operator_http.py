@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from telegram.ext import Application
 
 from bot.app import HEALTH_KEY, WEB_KEY
-from bot.health import Health
 from bot.settings import Settings
 from bot.web import WebServer
+from services.metrics import Health
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram

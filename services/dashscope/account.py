@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
-from bot.settings import Settings
-from services.dashscope import DashScopeClient, DashScopeError
+from services.dashscope.client import DashScopeClient
+from services.dashscope.errors import DashScopeError
 from services.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,6 @@ class Probe:
     @property
     def account_problem(self) -> bool:
         return self.problem in ACCOUNT_PROBLEMS
-
-
-def models_in_use(settings: Settings) -> list[str]:
-    """The try-on model, plus the parsing and refiner models when they are enabled."""
-    models = [settings.tryon_model]
-    for attr in ("parsing_model", "refiner_model"):
-        extra = getattr(settings, attr, "")
-        if isinstance(extra, str) and extra and extra not in models:
-            models.append(extra)
-    return models
 
 
 def explain(model: str, error: DashScopeError, base_url: str) -> Probe:
@@ -103,26 +93,34 @@ def explain(model: str, error: DashScopeError, base_url: str) -> Probe:
     return Probe(model, "server", f"DashScope answered {error}: try again later")
 
 
-async def probe_model(session: aiohttp.ClientSession, settings: Settings, model: str) -> Probe:
+@dataclass(frozen=True)
+class AccountConfig:
+    api_key: str = field(repr=False)
+    base_url: str
+    models: tuple[str, ...]  # every model the bot will use
+    request_timeout: float = 15.0
+
+
+async def probe_model(session: aiohttp.ClientSession, config: AccountConfig, model: str) -> Probe:
     client = DashScopeClient(
         session,
-        api_key=settings.dashscope_api_key,
-        base_url=settings.dashscope_http_base_url,
+        api_key=config.api_key,
+        base_url=config.base_url,
         model=model,
         retry=RetryPolicy(attempts=1),
-        request_timeout=min(settings.request_timeout, 15.0),
+        request_timeout=min(config.request_timeout, 15.0),
     )
     try:
         await client.get_upload_policy()
     except DashScopeError as error:
-        return explain(model, error, settings.dashscope_http_base_url)
+        return explain(model, error, config.base_url)
     return Probe(model, None, f"DashScope key accepted, model {model} available")
 
 
-async def probe_all(settings: Settings) -> list[Probe]:
+async def probe_all(config: AccountConfig) -> list[Probe]:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return [await probe_model(session, settings, m) for m in models_in_use(settings)]
+        return [await probe_model(session, config, m) for m in config.models]
 
 
 class AccountWatch:
@@ -132,12 +130,12 @@ class AccountWatch:
 
     def __init__(
         self,
-        settings: Settings,
+        config: AccountConfig,
         on_problem: Callable[[Probe], Awaitable[None]],
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
+        self.config = config
         self._on_problem = on_problem
         self._clock = clock
         self.problem: Probe | None = None
@@ -145,7 +143,7 @@ class AccountWatch:
 
     async def verify(self) -> Probe | None:
         """getPolicy for each model; returns the first account problem (None: usable)."""
-        probes = await probe_all(self._settings)
+        probes = await probe_all(self.config)
         self.checked_at = self._clock()
         found = next((p for p in probes if p.account_problem), None)
         for probe in probes:

@@ -1,14 +1,19 @@
-"""Prometheus metrics: one registry object per Application (no module globals), created in
-build_application and handed to whoever records something."""
+"""The operator's view: Prometheus metrics (one registry object per Application, no module
+globals, created in build_application and handed to whoever records something) and the
+heartbeats /healthz reads."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+STALE_AFTER = 90.0
 
 
 class Metrics:
@@ -78,3 +83,42 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass
+class Health:
+    """Heartbeats, on a monotonic clock tests may replace."""
+
+    clock: Callable[[], float] = time.monotonic
+    stale_after: float = STALE_AFTER
+    last_loop: float | None = None  # an update arrived or a poll completed
+    dashscope_asked: float | None = None  # the last request that got no answer
+    dashscope_answered: float | None = None
+    account_problem: str | None = None  # set while DashScope refuses the account
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def beat(self) -> None:
+        self.last_loop = self.clock()
+
+    def dashscope(self, status: int) -> None:
+        if status:
+            self.dashscope_answered = self.clock()
+        else:
+            self.dashscope_asked = self.clock()
+
+    def loop_problem(self) -> str | None:
+        now = self.clock()
+        if self.last_loop is None or now - self.last_loop > self.stale_after:
+            return f"no update or poll completed in the last {self.stale_after:g} s"
+        return None
+
+    def dashscope_problem(self) -> str | None:
+        """DashScope answered recently, or nothing was asked since its last answer."""
+        if self.dashscope_asked is None:
+            return None
+        if self.dashscope_answered is not None and self.dashscope_answered >= self.dashscope_asked:
+            return None
+        last = self.dashscope_answered
+        if last is not None and self.clock() - last <= self.stale_after:
+            return None
+        return f"DashScope has not answered for {self.stale_after:g} s (network?)"

@@ -1,0 +1,104 @@
+"""The operator's hooks into the pipeline's ports, kept small: the Telegram notifier with
+account-problem reports and a few metrics, and the upload cache with reuse counts."""
+
+from __future__ import annotations
+
+import time
+
+from telegram.error import BadRequest, Forbidden
+
+from handlers.admin import AdminTools
+from handlers.admin_reports import ACCOUNT
+from handlers.delivery import StatusConfig, TelegramNotifier
+from handlers.gateway import TelegramGateway
+from handlers.keyboards import failure_markup
+from services.dashscope import DashScopeError
+from services.dashscope.account import explain
+from services.i18n import Texts
+from services.metrics import Metrics
+from services.model import FailureKind, Job
+from services.storage.database import Database
+from services.storage.uploads import UploadCache
+from services.tryon.ports import Receipt, Undeliverable
+
+MODEL_UNAVAILABLE_REPORT_AFTER = 60.0  # seconds of ModelUnavailable before admins hear of it
+
+
+class OperatorNotifier(TelegramNotifier):
+    """The Telegram notifier, plus: an account problem seen by a job is reported to the
+    admins, and its user reads "the owner has been notified" only when one really was."""
+
+    def __init__(
+        self, gateway: TelegramGateway, texts: Texts, config: StatusConfig, *, tools: AdminTools
+    ) -> None:
+        super().__init__(gateway, texts, config)
+        self._tools = tools
+        self._model_unavailable_since: float | None = None
+
+    async def started(self, job: Job) -> Receipt:
+        self._tools.metrics.tryons_started.inc()
+        return await super().started(job)
+
+    async def deliver(self, job: Job, image: bytes) -> Receipt:
+        receipt = await super().deliver(job, image)
+        if job.finished_at is not None:
+            self._tools.metrics.detection_delay.observe(max(0.0, time.time() - job.finished_at))
+        self._model_unavailable_since = None
+        return receipt
+
+    async def failed(self, job: Job, kind: FailureKind) -> Receipt:
+        if job.error_code == "ModelUnavailable":
+            await self._model_unavailable(job)
+        if kind is not FailureKind.SERVICE_UNAVAILABLE:
+            return await super().failed(job, kind)
+        probe = explain(
+            job.model,
+            DashScopeError(job.error_code or "Unknown", ""),
+            self._tools.account.config.base_url,
+        )
+        await self._tools.account.set(probe)
+        if not self._tools.reporter.recently_notified(ACCOUNT):
+            return await super().failed(job, kind)
+        text = self.texts.get(job.lang, "fail_service_unavailable_notified")
+        try:
+            return await self._to_chat(
+                job,
+                lambda j: self.gateway.send_text(
+                    j.chat_id,
+                    text,
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                ),
+            )
+        except (BadRequest, Forbidden) as error:
+            raise Undeliverable(str(error)) from error
+
+    async def _model_unavailable(self, job: Job) -> None:
+        now = time.monotonic()
+        if self._model_unavailable_since is None:
+            self._model_unavailable_since = now
+        elif now - self._model_unavailable_since >= MODEL_UNAVAILABLE_REPORT_AFTER:
+            await self._tools.reporter.report(
+                ACCOUNT,
+                f"model {job.model} has been unavailable (ModelUnavailable) for more than "
+                f"{MODEL_UNAVAILABLE_REPORT_AFTER:g} s",
+            )
+
+
+class CountingUploadCache(UploadCache):
+    """Counts input images reused from an earlier upload vs uploaded anew."""
+
+    def __init__(self, db: Database, metrics: Metrics) -> None:
+        super().__init__(db)
+        self._metrics = metrics
+
+    async def get(self, model: str, unique_id: str, valid_after: float) -> tuple[str, float] | None:
+        found = await super().get(model, unique_id, valid_after)
+        if found is not None:
+            self._metrics.uploads.labels("reused").inc()
+        return found
+
+    async def remember(self, model: str, unique_id: str, url: str, expires_at: float) -> None:
+        self._metrics.uploads.labels("new").inc()
+        await super().remember(model, unique_id, url, expires_at)

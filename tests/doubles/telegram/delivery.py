@@ -206,7 +206,9 @@ class Delivery(BotSettings):
 
     async def _push_updates(self) -> None:
         """Delivers the queue to the webhook in order while it is set."""
-        while self.webhook.url and not self._closed:
+        me = asyncio.current_task()
+        # Also stops once replaced: a cancel can be swallowed inside aiohttp's request.
+        while self.webhook.url and not self._closed and self._pusher is me:
             self._drop_unwanted()
             if not self._queue:
                 await self._changed(1.0)

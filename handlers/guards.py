@@ -48,7 +48,7 @@ async def guard(update: Update, context: Context) -> None:
         raise ApplicationHandlerStop
     tools = context.bot_data.get(ADMIN_KEY)
     admin = tools is not None and tools.is_admin(user.id)
-    if not admin and not context.services.quota.allowed(chat.id, user.id):
+    if not admin and not await _allowed(context, chat.id, user.id, message):
         log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
         if query is not None:
             await query.answer(context.t("not_allowed"), show_alert=True)
@@ -58,6 +58,18 @@ async def guard(update: Update, context: Context) -> None:
     if tools is not None and _starts_a_tryon(message, query) and not await tools.account.usable():
         await _service_unavailable(update, context)
         raise ApplicationHandlerStop
+
+
+async def _allowed(context: Context, chat_id: int, user_id: int, message: Message | None) -> bool:
+    quota = context.services.quota
+    if quota.allowed(chat_id, user_id):
+        return True
+    old = message.migrate_from_chat_id if message is not None else None
+    if old is not None and quota.allowed(old, user_id):
+        await quota.chat_migrated(old, chat_id)  # the supergroup made from an allowed group
+        return True
+    await quota.refresh_migrations()  # a migration the pipeline recorded meanwhile
+    return quota.allowed(chat_id, user_id)
 
 
 def _starts_a_tryon(message: Message | None, query: CallbackQuery | None) -> bool:

@@ -17,6 +17,7 @@ from telegram.ext import Application
 from bot.app import METRICS_KEY
 from bot.logs import RedactingFilter
 from handlers.admin_reports import EXCEPTION, AdminReporter
+from services.i18n import Texts
 from services.model import utc_day
 from services.storage.database import Database
 from services.storage.profiles import ProfileStore
@@ -245,3 +246,30 @@ def test_chart_renders_30_days() -> None:
     ]
     png = render_chart(days)
     assert png.startswith(b"\x89PNG")
+
+
+async def test_an_allowlisted_group_keeps_access_after_becoming_a_supergroup(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
+) -> None:
+    not_allowed = Texts.load().get("en", "not_allowed")
+    group = tg.group(-3900, "Shop", supergroup=False)
+    member = Actor(tg, 3901, chat=group, name="Member")
+    settings = make_settings(
+        tg.base_url, ds.base_url, tmp_path / "data", allowed_chats=frozenset({-3900})
+    )
+    async with running_bot(settings) as app:
+        assert (await member.command("help")).body != not_allowed
+        supergroup = tg.migrate_group_to_supergroup(group)
+        await tg.wait_consumed()
+        member.chat = supergroup
+        assert (await member.command("help")).body != not_allowed
+        db: Database = app.bot_data["db"]
+        rows = await db.fetchall("SELECT old_chat_id, new_chat_id FROM chat_migrations")
+        assert [(r[0], r[1]) for r in rows] == [(-3900, supergroup["id"])]
+    async with running_bot(settings):  # after a restart too
+        other = Actor(tg, 3902, chat=supergroup, name="Other")
+        assert (await other.command("help")).body != not_allowed
+    stranger_group = tg.group(-3999, "Elsewhere")
+    async with running_bot(settings):
+        stranger = Actor(tg, 3903, chat=stranger_group, name="Stranger")
+        assert (await stranger.command("help")).body == not_allowed

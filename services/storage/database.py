@@ -76,6 +76,14 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 2: group → supergroup migrations, so an allowlisted group keeps its access.
+    """
+    CREATE TABLE chat_migrations (
+        old_chat_id INTEGER PRIMARY KEY,
+        new_chat_id INTEGER NOT NULL,
+        migrated_at REAL NOT NULL
+    );
+    """,
 )
 
 

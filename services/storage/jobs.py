@@ -149,6 +149,19 @@ class JobStore:
         await self._db.execute(
             "UPDATE jobs SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id)
         )
+        await self.record_migration(old_chat_id, new_chat_id)
+
+    async def record_migration(self, old_chat_id: int, new_chat_id: int) -> None:
+        await self._db.execute(
+            "INSERT INTO chat_migrations (old_chat_id, new_chat_id, migrated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (old_chat_id) DO UPDATE SET new_chat_id = excluded.new_chat_id",
+            (old_chat_id, new_chat_id, time.time()),
+        )
+
+    async def chat_migrations(self) -> dict[int, int]:
+        """New chat id → the id it had before (group → supergroup)."""
+        rows = await self._db.fetchall("SELECT old_chat_id, new_chat_id FROM chat_migrations")
+        return {int(row["new_chat_id"]): int(row["old_chat_id"]) for row in rows}
 
     async def forget_user(self, user_id: int) -> None:
         """Removes what identifies the user's images; keeps anonymous counts for quotas."""

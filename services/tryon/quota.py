@@ -40,10 +40,26 @@ class QuotaPolicy:
         self.daily_budget = daily_budget
         self.allowed_chats = allowed_chats
         self._clock = clock
+        self._migrated: dict[int, int] = {}  # new chat id → old chat id
 
     def allowed(self, chat_id: int, user_id: int) -> bool:
-        """With an allowlist, either the user or the chat must be on it."""
-        return not self.allowed_chats or bool({chat_id, user_id} & self.allowed_chats)
+        """With an allowlist, either the user or the chat must be on it (a supergroup made
+        from an allowlisted group counts as that group)."""
+        if not self.allowed_chats or {chat_id, user_id} & self.allowed_chats:
+            return True
+        seen = {chat_id}
+        while (chat_id := self._migrated.get(chat_id, chat_id)) not in seen:
+            if chat_id in self.allowed_chats:
+                return True
+            seen.add(chat_id)
+        return False
+
+    async def refresh_migrations(self) -> None:
+        self._migrated = await self._store.chat_migrations()
+
+    async def chat_migrated(self, old_chat_id: int, new_chat_id: int) -> None:
+        await self._store.record_migration(old_chat_id, new_chat_id)
+        self._migrated[new_chat_id] = old_chat_id
 
     async def check(self, user_id: int) -> Refusal | None:
         """Whether one more try-on fits today's limits (0 means no limit)."""

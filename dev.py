@@ -2,6 +2,7 @@
 """Set-up and run, on a fresh machine with only Python 3.11+:
 
 python3 dev.py bot     # create .venv, install the pinned dependencies, start the bot
+python3 dev.py check   # same set-up, then the pre-flight check (spends nothing)
 python3 dev.py test    # same set-up plus test tools, then ruff, mypy and pytest
 python3 dev.py bench   # same set-up, then the benchmark (bench/run.py; extra args pass on)
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -21,30 +23,70 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
-def ensure_env(extras: str) -> None:
-    """Creates the virtualenv and installs the locked dependencies when they changed."""
-    if sys.version_info < (3, 11):  # noqa: UP036 (a clear message on an old Python)
-        sys.exit("Python 3.11 or newer is needed")
+def say(text: str) -> None:
+    print(f"dev.py: {text}", flush=True)
+
+
+def _venv_works() -> bool:
     if not PYTHON.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    lock = ROOT / ("requirements-dev.lock" if extras else "requirements.lock")
-    fingerprint = hashlib.sha256(
+        return False
+    probe = subprocess.run(
+        [str(PYTHON), "-m", "pip", "--version"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def _fingerprint(lock: Path) -> str:
+    return hashlib.sha256(
         (ROOT / "requirements.lock").read_bytes()
         + lock.read_bytes()
         + (ROOT / "pyproject.toml").read_bytes()
-        + extras.encode()
     ).hexdigest()
-    stamp = VENV / ".installed"
-    if stamp.exists() and stamp.read_text() == fingerprint:
+
+
+def ensure_env(extras: str) -> None:
+    """Creates (or repairs) the virtualenv and installs the locked dependencies when they
+    changed. The runtime set and the dev set (a superset) have their own stamps, so going
+    from `test` back to `bot` installs nothing."""
+    if sys.version_info < (3, 11):  # noqa: UP036 (a clear message on an old Python)
+        sys.exit("Python 3.11 or newer is needed")
+    if VENV.exists() and not _venv_works():
+        say(f"{VENV} is incomplete (an interrupted set-up?); making it again")
+        shutil.rmtree(VENV)
+    if not VENV.exists():
+        say(f"creating {VENV} …")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    runtime_lock, dev_lock = ROOT / "requirements.lock", ROOT / "requirements-dev.lock"
+    runtime_stamp, dev_stamp = VENV / ".installed", VENV / ".installed-dev"
+    dev_ok = dev_stamp.exists() and dev_stamp.read_text() == _fingerprint(dev_lock)
+    if dev_ok or (
+        not extras
+        and runtime_stamp.exists()
+        and runtime_stamp.read_text() == _fingerprint(runtime_lock)
+    ):
         return
-    pip = [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(lock)], check=True)
-    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
-    stamp.write_text(fingerprint)
+    lock = dev_lock if extras else runtime_lock
+    count = sum(1 for line in lock.read_text().splitlines() if line.strip() and line[0] not in "#-")
+    say(f"installing the pinned dependencies from {lock.name} ({count} packages) …")
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--progress-bar", "on", "-r", str(lock)], check=True)
+    say("installing this project (editable) …")
+    subprocess.run([*pip, "--quiet", "--no-deps", "-e", str(ROOT)], check=True)
+    runtime_stamp.write_text(_fingerprint(runtime_lock))
+    if extras:
+        dev_stamp.write_text(_fingerprint(dev_lock))
+    say("set-up done")
 
 
 def run(*args: str) -> int:
     return subprocess.call([str(PYTHON), *args], cwd=ROOT)
+
+
+def replace_with(*args: str) -> None:
+    """Becomes the given Python process (os.execv): signals reach it directly, and there is
+    no child left behind when it is stopped."""
+    os.chdir(ROOT)
+    os.execv(str(PYTHON), [str(PYTHON), *args])
 
 
 def main() -> int:
@@ -52,7 +94,10 @@ def main() -> int:
     rest = sys.argv[2:]
     if command == "bot":
         ensure_env("")
-        return run("-m", "bot", *rest)
+        replace_with("-m", "bot", *rest)
+    if command == "check":
+        ensure_env("")
+        replace_with("-m", "bot", "check", *rest)
     if command == "test":
         ensure_env("dev")
         for step in (("-m", "ruff", "check", "."), ("-m", "mypy")):
@@ -67,4 +112,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        sys.exit(130)
+    except subprocess.CalledProcessError as error:
+        say(f"set-up failed ({error.returncode}); run the same command again to retry")
+        sys.exit(1)

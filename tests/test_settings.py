@@ -73,3 +73,42 @@ def test_missing_setting_stops_start_up_with_one_line(tmp_path: Path) -> None:
         "tryon-bot: TELEGRAM_BOT_TOKEN is required (see README: Settings)"
     ]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings({"TRYON_MODEL": "wanx", "TRYON_QUERY_QPS": "0"}, env_file=None)
+    text = "\n".join(error.value.problems)
+    for name in ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY", "TRYON_MODEL", "TRYON_QUERY_QPS"):
+        assert name in text
+    assert len(error.value.problems) == 4
+
+
+def test_quotes_around_values_are_removed_with_a_note() -> None:
+    s = load_settings(
+        {"TELEGRAM_BOT_TOKEN": f'"{TOKEN}"', "DASHSCOPE_API_KEY": f"'{API_KEY}'"}, env_file=None
+    )
+    assert (s.telegram_bot_token, s.dashscope_api_key) == (TOKEN, API_KEY)
+    assert len(s.notes) == 2 and "quotes" in s.notes[0]
+    assert TOKEN not in " ".join(s.notes) and API_KEY not in " ".join(s.notes)
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"TRYON_HTTP_PORT": "8080"}, "TELEGRAM_WEBHOOK_SECRET"),
+        ({"TELEGRAM_WEBHOOK_SECRET": "abc"}, "TRYON_HTTP_PORT"),
+        ({"TRYON_HTTP_PORT": "8080", "TELEGRAM_WEBHOOK_SECRET": "no spaces"}, "SECRET"),
+    ],
+)
+def test_webhook_mode_needs_a_secret_and_a_port(extra: dict[str, str], named: str) -> None:
+    env = {**BASE, "TELEGRAM_WEBHOOK_URL": "https://example.org/hook", **extra}
+    with pytest.raises(SettingsError, match=named):
+        load_settings(env, env_file=None)
+
+
+def test_prices_override_some_and_keep_the_rest() -> None:
+    s = load_settings({**BASE, "TRYON_PRICES": "aitryon-plus=0.45"}, env_file=None)
+    assert s.price("aitryon-plus") == 0.45 and s.price("aitryon") == 0.20
+    with pytest.raises(SettingsError, match="TRYON_PRICES"):
+        load_settings({**BASE, "TRYON_PRICES": "wanx=1"}, env_file=None)

@@ -99,7 +99,10 @@ class WebServer:
             return web.json_response({"error": "stopping"}, status=503)
         if request.content_length is not None and request.content_length > MAX_WEBHOOK_BODY:
             return web.json_response({"error": "body too large"}, status=400)
-        body = await request.content.read(MAX_WEBHOOK_BODY + 1)
+        try:
+            body = await request.content.read(MAX_WEBHOOK_BODY + 1)
+        except OSError:  # the sender went away mid-request; Telegram sends it again
+            return web.json_response({"error": "incomplete"}, status=400)
         if len(body) > MAX_WEBHOOK_BODY:
             return web.json_response({"error": "body too large"}, status=400)
         try:

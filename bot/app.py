@@ -9,21 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
 
 import aiohttp
-from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
-from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.container import SERVICES_KEY, BotServices
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping
+from handlers import commands, guards, housekeeping, language
 from handlers.conversation import build_conversation
 from handlers.errors import on_error
+from handlers.replies import Replies
+from handlers.texts import Texts
 from services.dashscope import DashScopeClient, RetryPolicy
 from services.database import Database
-from services.i18n import LANGUAGES, Texts
 from services.images import ImageLimits
 from services.jobs import JobStore
 from services.persistence import SQLitePersistence
@@ -36,9 +34,6 @@ from services.tryon import RunnerConfig, TryOnRunner
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
-
-PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
-GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -64,6 +59,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
     guards.register(application)
+    language.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
     housekeeping.register(application)
@@ -76,7 +72,8 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     db: Database = application.bot_data["db"]
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
-    await set_commands(application, svc.texts)
+    svc.languages.update(await svc.store.languages())
+    await language.set_commands(application.bot, svc.texts)
     resumed = await svc.runner.resume()
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
@@ -141,7 +138,7 @@ def build_services(
         client=dashscope,
         scheduler=scheduler,
         messenger=messenger,
-        texts=texts,
+        presenter=Replies(texts),
         config=RunnerConfig(
             poll_interval=settings.poll_interval,
             task_deadline=settings.task_deadline,
@@ -170,24 +167,6 @@ def build_services(
         quota=quota,
         bot_username=application.bot.username or "",
     )
-
-
-async def set_commands(application: Application, texts: Texts) -> None:  # type: ignore[type-arg]
-    """Command lists per scope and language, so each chat shows the ones that work there."""
-    bot = application.bot
-    scopes: list[tuple[Any, tuple[str, ...]]] = [
-        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
-        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
-    ]
-    try:
-        for scope, names in scopes:
-            for lang in LANGUAGES:
-                commands = [BotCommand(name, texts.get(lang, f"cmd_{name}")) for name in names]
-                await bot.set_my_commands(
-                    commands, scope=scope, language_code=None if lang == "en" else lang
-                )
-    except TelegramError as error:
-        log.warning("Could not set the command menu: %s", error)
 
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]

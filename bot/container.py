@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
 from bot.settings import Settings
+from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.database import Database
-from services.i18n import Texts
 from services.jobs import JobStore
 from services.preparer import ImagePreparer
 from services.quota import QuotaPolicy
@@ -35,3 +35,5 @@ class BotServices:
     runner: TryOnRunner
     quota: QuotaPolicy
     bot_username: str = ""
+    # Languages chosen with /language, by user id (the user_prefs table, read at start).
+    languages: dict[int, str] = field(default_factory=dict)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from telegram import Message, Update
+from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -19,9 +20,10 @@ from telegram.ext import (
 from handlers.common import Context, lang_of, say, services, t
 from handlers.conversation import refusal_text
 from handlers.housekeeping import forget_conversations
+from handlers.language import forget_language
+from handlers.replies import CB_FULL, CB_RETRY, parse_callback
 from services.dashscope import DashScopeError
 from services.jobs import Job, JobState, new_job_id
-from services.replies import CB_FULL, CB_RETRY, parse_callback
 from services.scheduler import QueueFull
 from services.tryon import CancelOutcome
 
@@ -29,19 +31,19 @@ log = logging.getLogger(__name__)
 
 
 async def on_help(update: Update, context: Context) -> None:
-    await say(update, context, t(context, lang_of(update), "help"))
+    await say(update, context, t(context, lang_of(update, context), "help"))
 
 
 async def on_stray_message(update: Update, context: Context) -> None:
     """A private message outside any flow: say how to start, rather than stay silent."""
-    await say(update, context, t(context, lang_of(update), "idle_hint"))
+    await say(update, context, t(context, lang_of(update, context), "idle_hint"))
 
 
 async def on_cancel_job(update: Update, context: Context) -> None:
     """/cancel with no flow open: stop the user's try-on if DashScope still allows it."""
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     outcomes = await services(context).runner.cancel(chat.id, user.id)
     if not outcomes:
         await say(update, context, t(context, lang, "nothing_to_cancel"))
@@ -55,10 +57,12 @@ async def on_forget(update: Update, context: Context) -> None:
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
     svc = services(context)
+    lang = lang_of(update, context)  # the goodbye in the language used until now
     await svc.store.forget_user(user.id)
     context.application.drop_user_data(user.id)
     forget_conversations(context.application, user.id)
-    await say(update, context, t(context, lang_of(update), "forgotten"))
+    await forget_language(context, user.id, chat.id if chat.type == ChatType.PRIVATE else None)
+    await say(update, context, t(context, lang, "forgotten"))
 
 
 async def on_full_size(update: Update, context: Context) -> None:
@@ -68,7 +72,7 @@ async def on_full_size(update: Update, context: Context) -> None:
     parsed = parse_callback(query.data)
     svc = services(context)
     job = await svc.store.get(parsed[1]) if parsed else None
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     if job is None or job.result_url is None:
         await query.answer(t(context, lang, "full_size_gone"), show_alert=True)
         return
@@ -103,7 +107,7 @@ async def on_retry(update: Update, context: Context) -> None:
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
     svc = services(context)
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     old = await svc.store.get(parsed[1]) if parsed else None
     if old is None or old.state not in (JobState.FAILED, JobState.INTERRUPTED):
         await query.answer(t(context, lang, "retry_unavailable"), show_alert=True)

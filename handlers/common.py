@@ -10,7 +10,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, ContextTypes
 
 from bot.container import SERVICES_KEY, BotServices
-from services.i18n import language_for
+from handlers.texts import language_for
 
 Context = ContextTypes.DEFAULT_TYPE
 PROMPT_MAX_WAIT = 30.0  # seconds a prompt may wait out flood control before giving up
@@ -20,9 +20,13 @@ def services(context: Context) -> BotServices:
     return cast(BotServices, context.bot_data[SERVICES_KEY])
 
 
-def lang_of(update: Update) -> str:
+def lang_of(update: Update, context: Context) -> str:
+    """The user's language: their /language choice, else their Telegram app's language."""
     user = update.effective_user
-    return language_for(user.language_code if user else None)
+    if user is None:
+        return language_for(None)
+    chosen = services(context).languages.get(user.id)
+    return chosen or language_for(user.language_code)
 
 
 def t(context: Context, lang: str, key: str, **values: Any) -> str:

@@ -48,10 +48,10 @@ from handlers.common import (
 )
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
+from handlers.replies import CB_AGAIN, CB_NEW, button, callback, parse_callback
 from services.images import ImageRejected
 from services.jobs import InputImage, Job, new_job_id
 from services.quota import Refusal
-from services.replies import CB_AGAIN, CB_NEW, button, callback, parse_callback
 from services.scheduler import QueueFull
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ async def start_flow(update: Update, context: Context, *, greet: bool = False) -
     chat, user, message = update.effective_chat, update.effective_user, update.effective_message
     assert chat is not None and user is not None and context.user_data is not None
     svc = services(context)
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     if await refused_at_start(update, context, lang):
         drop_draft(context.user_data, chat.id)
         return END
@@ -220,7 +220,7 @@ async def on_tryon(update: Update, context: Context) -> object:
     garment = image_of(target) if target is not None else None
     if garment is None:
         return await start_flow(update, context)
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     if await refused_at_start(update, context, lang):
         return END
     draft = Draft(lang=lang, thread_id=thread_of(message), pending_garment=garment)
@@ -246,7 +246,7 @@ async def on_again(update: Update, context: Context) -> object:
     job = await services(context).store.get(parsed[1]) if parsed else None
     if job is None:
         return await start_flow(update, context)
-    draft = Draft(lang=lang_of(update), thread_id=job.thread_id)
+    draft = Draft(lang=lang_of(update, context), thread_id=job.thread_id)
     draft.put(PERSON, job.person)
     draft.last_message_id = job.request_message_id
     return await advance(update, context, draft)
@@ -269,7 +269,7 @@ def current_draft(update: Update, context: Context) -> Draft | None:
 
 
 async def expired(update: Update, context: Context) -> object:
-    await say(update, context, t(context, lang_of(update), "flow_expired"))
+    await say(update, context, t(context, lang_of(update, context), "flow_expired"))
     return END
 
 
@@ -419,7 +419,7 @@ async def on_waiting(update: Update, context: Context) -> object:
     count = requeued.get(update.update_id, 0)
     if count >= MAX_REQUEUES:
         requeued.pop(update.update_id, None)
-        text = t(context, lang_of(update), "still_checking")
+        text = t(context, lang_of(update, context), "still_checking")
         if update.callback_query is not None:
             await update.callback_query.answer(text)
         else:
@@ -439,7 +439,7 @@ async def on_cancel(update: Update, context: Context) -> object:
             await update.callback_query.message.edit_reply_markup(None)
             spent(context, chat.id)
     drop_draft(context.user_data, chat.id)
-    await say(update, context, t(context, lang_of(update), "flow_canceled"))
+    await say(update, context, t(context, lang_of(update, context), "flow_canceled"))
     return END
 
 
@@ -450,7 +450,7 @@ async def on_me(update: Update, context: Context) -> object:
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     svc = services(context)
     profile = await svc.store.profile(user.id)
     if profile is None:
@@ -485,7 +485,7 @@ async def ask_me_photo(update: Update, context: Context) -> object:
     assert chat is not None and context.user_data is not None
     if update.callback_query is not None:
         await update.callback_query.answer()
-    draft = Draft(lang=lang_of(update), thread_id=thread_of(update.effective_message))
+    draft = Draft(lang=lang_of(update, context), thread_id=thread_of(update.effective_message))
     save_draft(context.user_data, chat.id, draft)
     await say(update, context, t(context, draft.lang, "ask_me"), force_reply=True)
     return ME
@@ -494,7 +494,7 @@ async def ask_me_photo(update: Update, context: Context) -> object:
 async def on_me_photo(update: Update, context: Context) -> object:
     chat, user = update.effective_chat, update.effective_user
     assert chat is not None and user is not None
-    draft = current_draft(update, context) or Draft(lang=lang_of(update))
+    draft = current_draft(update, context) or Draft(lang=lang_of(update, context))
     accepted = await check_photo(update, context, draft, PERSON)
     if accepted is None:
         return None
@@ -510,7 +510,7 @@ async def on_me_delete(update: Update, context: Context) -> object:
     await query.answer()
     await services(context).store.delete_profile(query.from_user.id)
     if isinstance(query.message, Message):
-        await query.message.edit_caption(t(context, lang_of(update), "me_deleted"))
+        await query.message.edit_caption(t(context, lang_of(update, context), "me_deleted"))
         spent(context, query.message.chat_id)
     return END
 
@@ -519,8 +519,9 @@ async def on_me_delete(update: Update, context: Context) -> object:
 
 
 def refusal_text(context: Context, lang: str, refusal: Refusal) -> str:
-    hours, rest = divmod(int(refusal.resets_in), 3600)
-    return t(context, lang, f"refused_{refusal.reason}", hours=hours, minutes=rest // 60)
+    texts = services(context).texts
+    wait = texts.duration(lang, max(60.0, refusal.resets_in), whole_minutes=True)
+    return t(context, lang, f"refused_{refusal.reason}", wait=wait)
 
 
 async def submit(update: Update, context: Context, draft: Draft) -> object:

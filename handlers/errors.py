@@ -29,6 +29,6 @@ async def on_error(update: object, context: Context) -> None:
     if not isinstance(update, Update) or chat is None or isinstance(error, Forbidden):
         return
     try:
-        await say(update, context, t(context, lang_of(update), "internal_error"))
+        await say(update, context, t(context, lang_of(update, context), "internal_error"))
     except Exception as send_error:  # the apology itself failed: nothing more to do
         log.warning("Could not send the apology: %r", send_error)

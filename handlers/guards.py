@@ -10,7 +10,7 @@ from telegram.constants import ChatID
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from handlers.common import Context, is_group, lang_of, say, services, t
-from services.replies import parse_callback
+from handlers.replies import parse_callback
 
 log = logging.getLogger(__name__)
 GUARD_GROUP = -1
@@ -30,7 +30,7 @@ async def guard(update: Update, context: Context) -> None:
     user, chat, message = update.effective_user, update.effective_chat, update.effective_message
     if user is None or chat is None:
         raise ApplicationHandlerStop  # channel posts, polls…: nothing for this bot
-    lang = lang_of(update)
+    lang = lang_of(update, context)
     if query is not None:
         parsed = parse_callback(query.data or "")
         if parsed is None or parsed[2] != user.id:

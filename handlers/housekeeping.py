@@ -16,7 +16,7 @@ from bot.container import SERVICES_KEY
 from handlers.common import Context, conversation_tables, services
 from handlers.conversation import ask_again
 from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
-from services.i18n import Texts
+from handlers.texts import Texts
 
 log = logging.getLogger(__name__)
 FLUSH_GROUP = 1

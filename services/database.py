@@ -76,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 2: the language a user chose with /language (wins over their app's language).
+    """
+    CREATE TABLE user_prefs (user_id INTEGER PRIMARY KEY, language TEXT NOT NULL);
+    """,
 )
 
 

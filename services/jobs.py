@@ -236,10 +236,23 @@ class JobStore:
         """Removes what identifies the user's images; keeps anonymous counts for quotas."""
         async with self._db.transaction() as conn:
             await conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
+            await conn.execute("DELETE FROM user_prefs WHERE user_id = ?", (user_id,))
             await conn.execute(
                 "DELETE FROM jobs WHERE user_id = ? AND state NOT IN (?, ?, ?, ?, ?)",
                 (user_id, *(s.value for s in ACTIVE_STATES)),
             )
+
+    # Language chosen with /language (user_prefs).
+    async def languages(self) -> dict[int, str]:
+        rows = await self._db.fetchall("SELECT user_id, language FROM user_prefs")
+        return {int(row["user_id"]): str(row["language"]) for row in rows}
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        await self._db.execute(
+            "INSERT INTO user_prefs (user_id, language) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET language = excluded.language",
+            (user_id, language),
+        )
 
     # Upload cache: a Telegram file already uploaded for this model is not uploaded again.
     async def cached_upload(

@@ -19,9 +19,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from PIL import Image
-from telegram import Message
+from telegram import InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
 from services.dashscope import (
@@ -31,12 +32,10 @@ from services.dashscope import (
     SubmitOutcomeUnknown,
     TaskState,
 )
-from services.i18n import Texts
 from services.images import ImageRejected
 from services.jobs import InputImage, Job, JobState, JobStore
 from services.preparer import ImagePreparer
 from services.quota import Refusal
-from services.replies import failure_markup, failure_text, result_markup, status_text
 from services.scheduler import TryOnScheduler
 from services.telegram_io import Messenger
 
@@ -53,6 +52,17 @@ class Failure(Exception):
         super().__init__(kind)
         self.kind = kind
         self.code = code
+
+
+class Presenter(Protocol):
+    """What a try-on says to its user. The handlers supply it (handlers.replies): the
+    pipeline knows when to speak, not the words or the language."""
+
+    def status(self, job: Job, stage: str, elapsed: float, position: int | None) -> str: ...
+
+    def result(self, job: Job) -> tuple[str, InlineKeyboardMarkup]: ...
+
+    def failure(self, job: Job, kind: str) -> tuple[str, InlineKeyboardMarkup | None]: ...
 
 
 class CancelOutcome(enum.Enum):
@@ -129,9 +139,7 @@ class StatusTicker:
         due = self.stage != self._shown_stage or (
             now - self._last_edit >= runner.config.status_interval
         )
-        text = status_text(
-            runner.texts, job.lang, self.stage, time.time() - job.created_at, self.position
-        )
+        text = runner.presenter.status(job, self.stage, time.time() - job.created_at, self.position)
         if (
             due
             and text != self._last_text
@@ -149,7 +157,7 @@ class TryOnRunner:
         client: DashScopeClient,
         scheduler: TryOnScheduler,
         messenger: Messenger,
-        texts: Texts,
+        presenter: Presenter,
         config: RunnerConfig = RunnerConfig(),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -158,7 +166,7 @@ class TryOnRunner:
         self.client = client
         self.scheduler = scheduler
         self.messenger = messenger
-        self.texts = texts
+        self.presenter = presenter
         self.config = config
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -204,7 +212,7 @@ class TryOnRunner:
         try:
             status = await self.messenger.send_text(
                 job.chat_id,
-                status_text(self.texts, job.lang, "preparing", 0),
+                self.presenter.status(job, "preparing", 0, None),
                 thread_id=job.thread_id,
                 reply_to=job.request_message_id,
             )
@@ -427,7 +435,7 @@ class TryOnRunner:
             raise Failure(
                 "task_expired" if error.kind is ErrorKind.TASK_EXPIRED else failure_kind(error)
             ) from error
-        caption = self.texts.get(job.lang, "result_caption")
+        caption, markup = self.presenter.result(job)
         as_document = not _fits_send_photo(data)
         try:
             job, message = await self._send_to_chat(
@@ -438,7 +446,7 @@ class TryOnRunner:
                     caption,
                     thread_id=j.thread_id,
                     reply_to=j.request_message_id,
-                    markup=result_markup(self.texts, j.lang, j.id, j.user_id),
+                    markup=markup,
                     as_document=as_document,
                 ),
             )
@@ -498,15 +506,16 @@ class TryOnRunner:
         final = JobState.INTERRUPTED if interrupted else JobState.FAILED
         if kind == "canceled":
             final = JobState.CANCELED
+        notice, markup = self.presenter.failure(job, kind)
         try:
             job, _ = await self._send_to_chat(
                 job,
                 lambda j: self.messenger.send_text(
                     j.chat_id,
-                    failure_text(self.texts, j.lang, kind),
+                    notice,
                     thread_id=j.thread_id,
                     reply_to=j.request_message_id,
-                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                    markup=markup,
                 ),
             )
         except (BadRequest, Forbidden) as send_error:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from telegram.ext import Application
 
+from handlers.replies import parse_callback
 from services.jobs import Job
-from services.replies import parse_callback
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage

@@ -161,9 +161,12 @@ class Texts:
             return format_decimal(value, locale=LANGUAGE_INFO[lang].locale)
         return value
 
-    def duration(self, lang: str, seconds: float) -> str:
-        """`3 h 20 min` under an hour's limit, `1 min 5 s`, `42 s`, in the language."""
+    def duration(self, lang: str, seconds: float, *, whole_minutes: bool = False) -> str:
+        """A duration in the language: `42 s`, `1 min 5 s`, `3 h 20 min`; with
+        `whole_minutes` (rounded up): `5 min`, `3 h 20 min`."""
         seconds = max(0, int(seconds))
+        if whole_minutes:
+            seconds = -(-seconds // 60) * 60
         if seconds >= 3600:
             hours, rest = divmod(seconds, 3600)
             return self.get(
@@ -172,6 +175,8 @@ class Texts:
                 hours=self.get(lang, "hours", n=hours),
                 minutes=self.get(lang, "minutes", n=rest // 60),
             )
+        if whole_minutes:
+            return self.get(lang, "minutes", n=seconds // 60)
         if seconds >= 60:
             return self.get(
                 lang,

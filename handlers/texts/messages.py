@@ -73,7 +73,8 @@ message(
 )
 message("ask_top", "👕 Step 2 of 3: send the top garment (a dress counts as a top), or /skip.")
 message(
-    "ask_bottom", "👖 Step 3 of 3: send the bottom garment, or /skip. If you sent a dress, just /skip."
+    "ask_bottom",
+    "👖 Step 3 of 3: send the bottom garment, or /skip. If you sent a dress, just /skip.",
 )
 message("ask_category", "What is this garment?")
 message(
@@ -150,7 +151,9 @@ message(
     "The full-size file is no longer available (results are kept for 24 hours).",
 )
 message("full_size_sending", "Sending the full-size file…")
-message("retry_unavailable", "This try-on can't be repeated any more. Send /tryon to start a new one.")
+message(
+    "retry_unavailable", "This try-on can't be repeated any more. Send /tryon to start a new one."
+)
 
 # ---- guards and errors ---------------------------------------------------------------------
 
@@ -209,7 +212,9 @@ message(
     "reject_unsupported_format",
     "I can't read that file as a picture. Please send a photo (JPEG, PNG, WEBP, BMP or HEIC).",
 )
-message("reject_corrupt", "That picture seems damaged and I can't open it. Please send another one.")
+message(
+    "reject_corrupt", "That picture seems damaged and I can't open it. Please send another one."
+)
 message(
     "reject_too_small",
     "That picture is only {width}×{height} px; I need at least 150 px on each side. "
@@ -236,8 +241,12 @@ message(
     "fail_invalid_size",
     "😕 One of the photos has a size the service doesn't accept. Please try a different photo.",
 )
-message("fail_invalid_url", "😕 The service couldn't read one of the photos. Please send them again.")
-message("fail_invalid_input", "😕 The service didn't accept these photos. Please try different ones.")
+message(
+    "fail_invalid_url", "😕 The service couldn't read one of the photos. Please send them again."
+)
+message(
+    "fail_invalid_input", "😕 The service didn't accept these photos. Please try different ones."
+)
 message(
     "fail_content_refused",
     "🚫 The service refused these images because of their content. Please try other photos.",
@@ -247,7 +256,9 @@ message(
     "🛠 The try-on service is unavailable right now. "
     "The bot's owner has been notified; please try again later.",
 )
-message("fail_throttled", "🚦 The try-on service is very busy right now. Please try again in a minute.")
+message(
+    "fail_throttled", "🚦 The try-on service is very busy right now. Please try again in a minute."
+)
 message("fail_server_error", "🛠 The try-on service had a problem. Please try again.")
 message("fail_network", "📡 I couldn't reach the try-on service. Please try again.")
 message("fail_timeout", "⌛ The try-on took far too long and was stopped. Please try again.")
@@ -279,7 +290,9 @@ message(
     "fail_image_unsupported_format",
     "One of your files isn't a picture I can read. Please start over with photos.",
 )
-message("fail_image_corrupt", "One of your pictures is damaged. Please start over with another one.")
+message(
+    "fail_image_corrupt", "One of your pictures is damaged. Please start over with another one."
+)
 message(
     "fail_image_too_small",
     "One of your pictures is too small (under 150 px on a side). "

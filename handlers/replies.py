@@ -1,4 +1,5 @@
-"""What a try-on says to its user: status lines, the result caption, failure notices.
+"""What a try-on says to its user: status lines, the result caption, failure notices
+(the pipeline's Presenter, in the user's language).
 
 Callback data formats live here too, because the handlers answer the buttons
 that the pipeline sends.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from services.i18n import Texts
+from handlers.texts import Texts
+from services.jobs import Job
 
 # Callback data: "<action>:<argument>:<owner user id>" (under Telegram's 64 bytes). The
 # owner lets one guard refuse a button pressed by anyone else in a group.
@@ -38,10 +40,7 @@ SERVICE_FAILURES = frozenset({"service_unavailable"})
 
 
 def elapsed_text(texts: Texts, lang: str, seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return texts.get(lang, "elapsed_seconds", s=seconds)
-    return texts.get(lang, "elapsed_minutes", m=seconds // 60, s=seconds % 60)
+    return texts.get(lang, "elapsed", time=texts.duration(lang, seconds))
 
 
 def status_text(
@@ -81,5 +80,22 @@ def failure_markup(
 
 def failure_text(texts: Texts, lang: str, kind: str) -> str:
     key = f"fail_{kind}"
-    catalog = texts.catalogs.get(lang, {})
-    return texts.get(lang, key if key in catalog else "fail_unknown")
+    return texts.get(lang, key if texts.has(key) else "fail_unknown")
+
+
+class Replies:
+    """The try-on pipeline's Presenter (services.tryon.Presenter), in each job's language."""
+
+    def __init__(self, texts: Texts) -> None:
+        self.texts = texts
+
+    def status(self, job: Job, stage: str, elapsed: float, position: int | None) -> str:
+        return status_text(self.texts, job.lang, stage, elapsed, position)
+
+    def result(self, job: Job) -> tuple[str, InlineKeyboardMarkup]:
+        caption = self.texts.get(job.lang, "result_caption")
+        return caption, result_markup(self.texts, job.lang, job.id, job.user_id)
+
+    def failure(self, job: Job, kind: str) -> tuple[str, InlineKeyboardMarkup | None]:
+        text = failure_text(self.texts, job.lang, kind)
+        return text, failure_markup(self.texts, job.lang, kind, job.id, job.user_id)

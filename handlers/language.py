@@ -1,0 +1,129 @@
+"""/language (a button per language, stored per user) and the command menus per language."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from telegram.constants import ChatType
+from telegram.error import TelegramError
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
+
+from handlers.common import Context, lang_of, say, services
+from handlers.replies import callback, parse_callback
+from handlers.texts import DEFAULT_LANGUAGE, LANGUAGE_INFO, LANGUAGE_LIST, LANGUAGES, Texts
+
+log = logging.getLogger(__name__)
+
+CB_LANGUAGE = "lang"
+PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "language", "forget")
+GROUP_COMMANDS = ("tryon", "me", "cancel", "help", "language")
+
+
+def menu_code(lang: str) -> str | None:
+    """Telegram keys command menus by two-letter codes: `zh` gets Simplified Chinese and
+    `pt` Brazilian Portuguese; English is the default for everyone else."""
+    if lang == DEFAULT_LANGUAGE:
+        return None
+    return lang.split("-")[0]
+
+
+# One menu per two-letter code; Traditional Chinese shares `zh`'s (Simplified) menu,
+# except in the private chats of users who chose it with /language (set per chat).
+MENU_LANGUAGES = tuple(lang for lang in LANGUAGES if lang != "zh-hant")
+
+
+def commands(texts: Texts, lang: str, names: tuple[str, ...]) -> list[BotCommand]:
+    return [BotCommand(name, texts.get(lang, f"cmd_{name}")) for name in names]
+
+
+async def set_commands(bot: Bot, texts: Texts) -> None:
+    """Command lists per scope and language, so each chat shows the ones that work there."""
+    scopes: list[tuple[Any, tuple[str, ...]]] = [
+        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
+        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
+    ]
+    try:
+        for scope, names in scopes:
+            for lang in MENU_LANGUAGES:
+                await bot.set_my_commands(
+                    commands(texts, lang, names), scope=scope, language_code=menu_code(lang)
+                )
+    except TelegramError as error:
+        log.warning("Could not set the command menu: %s", error)
+
+
+async def set_chat_menu(bot: Bot, texts: Texts, chat_id: int, lang: str | None) -> None:
+    """A private chat's own menu in the language its user chose (None: back to default)."""
+    scope = BotCommandScopeChat(chat_id)
+    with contextlib.suppress(TelegramError):
+        if lang is None:
+            await bot.delete_my_commands(scope=scope)
+        else:
+            await bot.set_my_commands(commands(texts, lang, PRIVATE_COMMANDS), scope=scope)
+
+
+def language_markup(current: str, user_id: int) -> InlineKeyboardMarkup:
+    buttons = [
+        InlineKeyboardButton(
+            f"✓ {language.name}" if language.code == current else language.name,
+            callback_data=callback(CB_LANGUAGE, user_id, language.code),
+        )
+        for language in LANGUAGE_LIST
+    ]
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
+
+
+async def on_language(update: Update, context: Context) -> None:
+    user = update.effective_user
+    assert user is not None
+    lang = lang_of(update, context)
+    text = services(context).texts.get(lang, "language_prompt")
+    await say(update, context, text, markup=language_markup(lang, user.id))
+
+
+async def on_language_chosen(update: Update, context: Context) -> None:
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    parsed = parse_callback(query.data)
+    lang = parsed[1] if parsed else ""
+    if lang not in LANGUAGE_INFO:
+        await query.answer()
+        return
+    svc = services(context)
+    await svc.store.set_language(query.from_user.id, lang)
+    svc.languages[query.from_user.id] = lang
+    log.info("User %s chose the language %s", query.from_user.id, lang)
+    await query.answer()
+    message = query.message
+    if isinstance(message, Message):
+        with contextlib.suppress(TelegramError):
+            await message.edit_text(svc.texts.get(lang, "language_set"))
+        if message.chat.type == ChatType.PRIVATE:
+            await set_chat_menu(context.bot, svc.texts, message.chat_id, lang)
+
+
+async def forget_language(context: Context, user_id: int, chat_id: int | None) -> None:
+    """/forget: the stored choice is already deleted with the rest; drop the cached one and
+    the private chat's own menu."""
+    if services(context).languages.pop(user_id, None) is not None and chat_id is not None:
+        await set_chat_menu(context.bot, services(context).texts, chat_id, None)
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    """Before the conversation: /language works in the middle of a try-on too."""
+    messages = filters.UpdateType.MESSAGE
+    application.add_handler(CommandHandler("language", on_language, filters=messages))
+    application.add_handler(CallbackQueryHandler(on_language_chosen, pattern=rf"^{CB_LANGUAGE}:"))

@@ -20,12 +20,12 @@ from telegram.ext import (
 from handlers.common import Context, lang_of, say, services, t
 from handlers.conversation import refusal_text
 from handlers.housekeeping import forget_conversations
+from handlers.keyboards import CB_FULL, CB_RETRY, parse_callback
 from handlers.language import forget_language
-from handlers.replies import CB_FULL, CB_RETRY, parse_callback
 from services.dashscope import DashScopeError
-from services.jobs import Job, JobState, new_job_id
-from services.scheduler import QueueFull
-from services.tryon import CancelOutcome
+from services.model import Job, JobState, new_job_id
+from services.tryon.pipeline import CancelOutcome
+from services.tryon.scheduler import QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ async def on_forget(update: Update, context: Context) -> None:
     svc = services(context)
     lang = lang_of(update, context)  # the goodbye in the language used until now
     await svc.store.forget_user(user.id)
+    await svc.profiles.delete(user.id)
     context.application.drop_user_data(user.id)
     forget_conversations(context.application, user.id)
     await forget_language(context, user.id, chat.id if chat.type == ChatType.PRIVATE else None)

@@ -22,7 +22,7 @@ from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
 from handlers.common import Context, lang_of, say, services
-from handlers.replies import callback, parse_callback
+from handlers.keyboards import callback, parse_callback
 from handlers.texts import DEFAULT_LANGUAGE, LANGUAGE_INFO, LANGUAGE_LIST, LANGUAGES, Texts
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ async def on_language_chosen(update: Update, context: Context) -> None:
         await query.answer()
         return
     svc = services(context)
-    await svc.store.set_language(query.from_user.id, lang)
+    await svc.prefs.set_language(query.from_user.id, lang)
     svc.languages[query.from_user.id] = lang
     log.info("User %s chose the language %s", query.from_user.id, lang)
     await query.answer()
@@ -116,10 +116,11 @@ async def on_language_chosen(update: Update, context: Context) -> None:
 
 
 async def forget_language(context: Context, user_id: int, chat_id: int | None) -> None:
-    """/forget: the stored choice is already deleted with the rest; drop the cached one and
-    the private chat's own menu."""
-    if services(context).languages.pop(user_id, None) is not None and chat_id is not None:
-        await set_chat_menu(context.bot, services(context).texts, chat_id, None)
+    """/forget: deletes the stored choice, its cached copy and the private chat's own menu."""
+    svc = services(context)
+    await svc.prefs.forget(user_id)
+    if svc.languages.pop(user_id, None) is not None and chat_id is not None:
+        await set_chat_menu(context.bot, svc.texts, chat_id, None)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

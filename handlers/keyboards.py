@@ -10,7 +10,7 @@ from __future__ import annotations
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.texts import Texts
-from services.jobs import Job
+from services.model import Job
 
 # Callback data: "<action>:<argument>:<owner user id>" (under Telegram's 64 bytes). The
 # owner lets one guard refuse a button pressed by anyone else in a group.

@@ -25,6 +25,7 @@ from PIL import Image
 from telegram import InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
+from handlers.delivery import Messenger
 from services.dashscope import (
     DashScopeClient,
     DashScopeError,
@@ -32,12 +33,12 @@ from services.dashscope import (
     SubmitOutcomeUnknown,
     TaskState,
 )
-from services.images import ImageRejected
-from services.jobs import InputImage, Job, JobState, JobStore
-from services.preparer import ImagePreparer
-from services.quota import Refusal
-from services.scheduler import TryOnScheduler
-from services.telegram_io import Messenger
+from services.images.intake import ImagePreparer
+from services.images.normalize import ImageRejected
+from services.model import InputImage, Job, JobState
+from services.storage.jobs import JobStore
+from services.tryon.quota import Refusal
+from services.tryon.scheduler import TryOnScheduler
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Failure(Exception):
 
 
 class Presenter(Protocol):
-    """What a try-on says to its user. The handlers supply it (handlers.replies): the
+    """What a try-on says to its user. The handlers supply it (handlers.keyboards): the
     pipeline knows when to speak, not the words or the language."""
 
     def status(self, job: Job, stage: str, elapsed: float, position: int | None) -> str: ...

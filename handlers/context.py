@@ -7,15 +7,17 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from bot.settings import Settings
+from handlers.delivery import Messenger
 from handlers.texts import Texts
 from services.dashscope import DashScopeClient
-from services.database import Database
-from services.jobs import JobStore
-from services.preparer import ImagePreparer
-from services.quota import QuotaPolicy
-from services.scheduler import TryOnScheduler
-from services.telegram_io import Messenger
-from services.tryon import TryOnRunner
+from services.images.intake import ImagePreparer
+from services.storage.database import Database
+from services.storage.jobs import JobStore
+from services.storage.prefs import PrefsStore
+from services.storage.profiles import ProfileStore
+from services.tryon.pipeline import TryOnRunner
+from services.tryon.quota import QuotaPolicy
+from services.tryon.scheduler import TryOnScheduler
 
 SERVICES_KEY = "services"
 
@@ -26,6 +28,8 @@ class BotServices:
     texts: Texts
     db: Database
     store: JobStore
+    profiles: ProfileStore
+    prefs: PrefsStore
     http: aiohttp.ClientSession
     submit_http: aiohttp.ClientSession
     dashscope: DashScopeClient

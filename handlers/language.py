@@ -105,6 +105,8 @@ async def on_language_chosen(update: Update, context: Context) -> None:
     svc = services(context)
     await svc.prefs.set_language(query.from_user.id, lang)
     svc.languages[query.from_user.id] = lang
+    for draft in (context.user_data or {}).get("flows", {}).values():
+        draft["lang"] = lang  # a try-on under way goes on in the new language
     log.info("User %s chose the language %s", query.from_user.id, lang)
     await query.answer()
     message = query.message

@@ -66,7 +66,7 @@ def i18n(rest: list[str]) -> int:
     catalogs = ("-i", POT, "-d", f"{TEXTS}/locales", "--no-wrap")
     if rest[:1] == ["--init"] and len(rest) == 2:
         return run(*babel, "init", *catalogs, "-l", rest[1])
-    return run(*babel, "update", *catalogs, "--ignore-obsolete", "--init-missing")
+    return run(*babel, "update", *catalogs, "--ignore-obsolete")
 
 
 def main() -> int:

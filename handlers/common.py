@@ -10,7 +10,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, ContextTypes
 
 from handlers.context import SERVICES_KEY, BotServices
-from handlers.texts import language_for
+from handlers.texts import isolate, language_for
 
 Context = ContextTypes.DEFAULT_TYPE
 PROMPT_MAX_WAIT = 30.0  # seconds a prompt may wait out flood control before giving up
@@ -69,7 +69,7 @@ async def say(
         reply_markup = ForceReply(selective=True)
         if user is not None and update.callback_query is not None:
             # A selective ForceReply reaches the users mentioned in the text.
-            text = f"{user.mention_html()} {text}"
+            text = f"{isolate(user.mention_html(), text)} {text}"
     if thread_id is None:
         thread_id = thread_of(message)
     reply_parameters = (

@@ -20,6 +20,7 @@ from handlers.texts import (
     MESSAGES,
     RTL_LANGUAGES,
     Texts,
+    isolate,
     language_for,
     placeholders,
 )
@@ -341,3 +342,9 @@ def test_unknown_language_and_missing_translation_fall_back_to_english() -> None
     assert TEXTS.get("fr", "cannot_skip_person") == TEXTS.get("en", "cannot_skip_person")
     empty = Texts({"ru": gettext.NullTranslations()})
     assert empty.get("ru", "btn_skip") == MESSAGES["btn_skip"].text
+
+
+def test_names_put_into_rtl_texts_are_isolated() -> None:
+    mention = '<a href="tg://user?id=1">Ann</a>'
+    assert isolate(mention, TEXTS.get("fa", "ask_top")) == f"{FSI}{mention}{PDI}"
+    assert isolate(mention, TEXTS.get("ru", "ask_top")) == mention

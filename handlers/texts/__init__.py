@@ -7,6 +7,8 @@ Public API:
   `texts.duration(lang, seconds)` a duration such as `3 h 20 min`.
 - `language_for(telegram_language_code)`, `LANGUAGES` (the bot's codes), `LANGUAGE_INFO`
   (native names, locales, right-to-left), `DEFAULT_LANGUAGE`, `RTL_LANGUAGES`.
+- `isolate(run, context)`: a name or other left-to-right run, isolated when the text it
+  goes into is right-to-left.
 - `MESSAGES`: every message, declared in English in `handlers/texts/messages.py`.
 """
 
@@ -18,6 +20,7 @@ from handlers.texts.catalog import (
     RTL_LANGUAGES,
     Language,
     Texts,
+    isolate,
     language_for,
     placeholders,
 )
@@ -33,6 +36,7 @@ __all__ = [
     "Language",
     "Message",
     "Texts",
+    "isolate",
     "language_for",
     "placeholders",
 ]

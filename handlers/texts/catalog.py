@@ -94,6 +94,15 @@ def isolate_ltr_runs(template: str) -> str:
     return _VALUE.sub(lambda m: f"{FSI}{m.group(0)}{PDI}", template)
 
 
+_RTL_LETTER = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc]")
+
+
+def isolate(run: str, context: str) -> str:
+    """`run` (a user's name, say) to put into `context`: isolated if the context is
+    right-to-left, so a Latin name cannot turn the paragraph left-to-right."""
+    return f"{FSI}{run}{PDI}" if _RTL_LETTER.search(context) else run
+
+
 def _locales_folder() -> Traversable:
     return resources.files("handlers.texts") / "locales"
 

@@ -41,3 +41,5 @@ class BotServices:
     bot_username: str = ""
     # Languages chosen with /language, by user id (the user_prefs table, read at start).
     languages: dict[int, str] = field(default_factory=dict)
+    # Private chats given their own command menu since start (see handlers.language).
+    chat_menus: set[int] = field(default_factory=set)

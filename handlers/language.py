@@ -19,11 +19,18 @@ from telegram import (
 )
 from telegram.constants import ChatType
 from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler, TypeHandler, filters
 
 from handlers.common import Context, lang_of, say, services
 from handlers.keyboards import callback, parse_callback
-from handlers.texts import DEFAULT_LANGUAGE, LANGUAGE_INFO, LANGUAGE_LIST, LANGUAGES, Texts
+from handlers.texts import (
+    DEFAULT_LANGUAGE,
+    LANGUAGE_INFO,
+    LANGUAGE_LIST,
+    LANGUAGES,
+    Texts,
+    language_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,11 @@ def menu_code(lang: str) -> str | None:
     return lang.split("-")[0]
 
 
-# One menu per two-letter code; Traditional Chinese shares `zh`'s (Simplified) menu,
-# except in the private chats of users who chose it with /language (set per chat).
-MENU_LANGUAGES = tuple(lang for lang in LANGUAGES if lang != "zh-hant")
+# One menu per two-letter code. Traditional Chinese cannot have its own (`zh` is
+# Simplified): its users get it in their private chat, set per chat on first contact.
+PER_CHAT_MENU_LANGUAGES = frozenset({"zh-hant"})
+MENU_LANGUAGES = tuple(lang for lang in LANGUAGES if lang not in PER_CHAT_MENU_LANGUAGES)
+MENU_GROUP = 2  # after the handlers (0) and the flush (1)
 
 
 def commands(texts: Texts, lang: str, names: tuple[str, ...]) -> list[BotCommand]:
@@ -123,6 +132,21 @@ async def forget_language(context: Context, user_id: int, chat_id: int | None) -
     await svc.prefs.forget(user_id)
     if svc.languages.pop(user_id, None) is not None and chat_id is not None:
         await set_chat_menu(context.bot, svc.texts, chat_id, None)
+        svc.chat_menus.discard(chat_id)  # set again from the app's language if need be
+
+
+async def menu_on_first_contact(update: Update, context: Context) -> None:
+    """A private chat with a user whose app language has no menu of its own gets one."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type != ChatType.PRIVATE:
+        return
+    svc = services(context)
+    if user.id in svc.languages or chat.id in svc.chat_menus:
+        return
+    lang = language_for(user.language_code)
+    if lang in PER_CHAT_MENU_LANGUAGES:
+        svc.chat_menus.add(chat.id)
+        await set_chat_menu(context.bot, svc.texts, chat.id, lang)
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]
@@ -130,3 +154,4 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     messages = filters.UpdateType.MESSAGE
     application.add_handler(CommandHandler("language", on_language, filters=messages))
     application.add_handler(CallbackQueryHandler(on_language_chosen, pattern=rf"^{CB_LANGUAGE}:"))
+    application.add_handler(TypeHandler(Update, menu_on_first_contact), group=MENU_GROUP)

@@ -151,3 +151,16 @@ async def test_command_menus_for_every_language(
     assert {menu_code(lang) for lang in LANGUAGES} - {None} == {
         LANGUAGE_INFO[lang].locale.split("_")[0] for lang in LANGUAGES if lang != "en"
     }
+
+
+async def test_traditional_chinese_gets_its_menu_in_its_private_chat(
+    tg: FakeTelegram,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    mei = Actor(tg, 5104, lang="zh-TW", name="Mei")
+    await mei.command("help")
+    scope = f"chat:{mei.chat_id}"
+    await tg.wait_for(lambda: bool(tg.commands_for(scope)))
+    assert [c["description"] for c in tg.commands_for(scope)] == [
+        TEXTS.get("zh-hant", f"cmd_{name}") for name in PRIVATE_COMMANDS
+    ]

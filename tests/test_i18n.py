@@ -253,7 +253,7 @@ def test_terms_are_the_same_everywhere(lang: str) -> None:
     assert word("btn_kind_dress") in TEXTS.get(lang, "ask_top").casefold()
 
 
-def test_emoji_stay_as_in_english() -> None:
+def test_emoji_and_layout_stay_as_in_english() -> None:
     emoji = re.compile(r"^[\u2190-\u2bff\U0001f000-\U0001faff\ufe0f]+")
     for key, entry in MESSAGES.items():
         lead = emoji.match(entry.text)
@@ -261,6 +261,7 @@ def test_emoji_stay_as_in_english() -> None:
             for text in forms(lang, key):
                 if lead is not None:
                     assert text.startswith(lead.group(0)), (lang, key)
+                assert text.count("\n") == entry.text.count("\n"), (lang, key)  # layout
 
 
 # ---- right to left -------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, TypeHandler, filters
 
-from handlers.common import Context, lang_of, say, services
-from handlers.keyboards import callback, parse_callback
+from handlers.common import say
+from handlers.context import Context
+from handlers.keyboards import Action, callback, parse_callback, pattern
 from handlers.texts import (
     DEFAULT_LANGUAGE,
     LANGUAGE_INFO,
@@ -34,7 +35,6 @@ from handlers.texts import (
 
 log = logging.getLogger(__name__)
 
-CB_LANGUAGE = "lang"
 PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "language", "forget")
 GROUP_COMMANDS = ("tryon", "me", "cancel", "help", "language")
 
@@ -88,7 +88,7 @@ def language_markup(current: str, user_id: int) -> InlineKeyboardMarkup:
     buttons = [
         InlineKeyboardButton(
             f"✓ {language.name}" if language.code == current else language.name,
-            callback_data=callback(CB_LANGUAGE, user_id, language.code),
+            callback_data=callback(Action.LANGUAGE, user_id, language.code),
         )
         for language in LANGUAGE_LIST
     ]
@@ -98,20 +98,20 @@ def language_markup(current: str, user_id: int) -> InlineKeyboardMarkup:
 async def on_language(update: Update, context: Context) -> None:
     user = update.effective_user
     assert user is not None
-    lang = lang_of(update, context)
-    text = services(context).texts.get(lang, "language_prompt")
-    await say(update, context, text, markup=language_markup(lang, user.id))
+    await say(
+        update, context, context.t("language_prompt"), markup=language_markup(context.lang, user.id)
+    )
 
 
 async def on_language_chosen(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
-    lang = parsed[1] if parsed else ""
+    lang = parsed.argument if parsed else ""
     if lang not in LANGUAGE_INFO:
         await query.answer()
         return
-    svc = services(context)
+    svc = context.services
     await svc.prefs.set_language(query.from_user.id, lang)
     svc.languages[query.from_user.id] = lang
     for draft in (context.user_data or {}).get("flows", {}).values():
@@ -128,7 +128,7 @@ async def on_language_chosen(update: Update, context: Context) -> None:
 
 async def forget_language(context: Context, user_id: int, chat_id: int | None) -> None:
     """/forget: deletes the stored choice, its cached copy and the private chat's own menu."""
-    svc = services(context)
+    svc = context.services
     await svc.prefs.forget(user_id)
     if svc.languages.pop(user_id, None) is not None and chat_id is not None:
         await set_chat_menu(context.bot, svc.texts, chat_id, None)
@@ -140,7 +140,7 @@ async def menu_on_first_contact(update: Update, context: Context) -> None:
     chat, user = update.effective_chat, update.effective_user
     if chat is None or user is None or chat.type != ChatType.PRIVATE:
         return
-    svc = services(context)
+    svc = context.services
     if user.id in svc.languages or chat.id in svc.chat_menus:
         return
     lang = language_for(user.language_code)
@@ -153,5 +153,7 @@ def register(application: Application) -> None:  # type: ignore[type-arg]
     """Before the conversation: /language works in the middle of a try-on too."""
     messages = filters.UpdateType.MESSAGE
     application.add_handler(CommandHandler("language", on_language, filters=messages))
-    application.add_handler(CallbackQueryHandler(on_language_chosen, pattern=rf"^{CB_LANGUAGE}:"))
+    application.add_handler(
+        CallbackQueryHandler(on_language_chosen, pattern=pattern(Action.LANGUAGE))
+    )
     application.add_handler(TypeHandler(Update, menu_on_first_contact), group=MENU_GROUP)

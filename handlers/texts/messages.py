@@ -6,6 +6,13 @@ gettext context, msgctxt) into `locales/messages.pot` and updates every language
 `locales/<locale>/LC_MESSAGES/messages.po`. Placeholders are named, `{like_this}`; a plural
 message is chosen by its count, `n`, which is also a placeholder. No HTML: texts are sent
 with parse_mode HTML, so `<`, `>` and `&` must not appear.
+
+A new message: declare it here (a key of lower-case words, the English text, a
+`# Translators:` comment when the context is not obvious), use it with
+`texts.get(lang, key, **values)` (or `context.t(key, **values)` in a handler), run
+`python3 dev.py i18n`, translate its empty `msgstr` in every `.po`, and run the tests
+(`tests/test_i18n.py` names any catalog that misses it). Changing an English text marks
+its translations fuzzy (shown in English) until they are reviewed.
 """
 
 from __future__ import annotations

@@ -10,11 +10,8 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
-from typing import Any
 
 import aiohttp
-from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
-from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.health import ObservedRequest
@@ -22,23 +19,24 @@ from bot.logs import RedactingFilter
 from bot.observe import CountingUploadCache, OperatorNotifier
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import admin, commands, guards, housekeeping, results
+from handlers import admin, commands, guards, housekeeping, language, results
 from handlers.admin_reports import ACCOUNT, AdminReporter
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.dashscope.account import AccountConfig, AccountWatch, Probe
 from services.dashscope.ratelimit import SlidingWindowLimiter
-from services.i18n import LANGUAGES, Texts
 from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
 from services.metrics import Health, Metrics
 from services.retry import RetryPolicy
 from services.storage.database import Database
 from services.storage.jobs import JobStore
+from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
 from services.storage.stats import StatsStore
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
@@ -51,9 +49,6 @@ METRICS_KEY = "metrics"
 HEALTH_KEY = "health"
 WEB_KEY = "web"
 STARTUP_DASHSCOPE_TIMEOUT = 5.0
-
-PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
-GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -91,6 +86,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data[admin.ADMIN_KEY] = build_admin_tools(application, settings, db)
     guards.register(application)
     admin.register(application, settings.admin_ids)
+    language.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
     results.register(application)
@@ -106,9 +102,10 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICES_KEY] = svc
     tools: admin.AdminTools = application.bot_data[admin.ADMIN_KEY]
     tools.metrics.track_scheduler(lambda: svc.scheduler.waiting, lambda: svc.scheduler.running)
-    await set_commands(application, svc.texts)
+    svc.languages.update(await svc.prefs.languages())
+    await language.set_commands(application.bot, svc.texts)
     if settings.admin_ids:
-        await admin.set_admin_commands(application, svc.texts, PRIVATE_COMMANDS, settings.admin_ids)
+        await admin.set_admin_commands(application, svc.texts, settings.admin_ids)
     await check_account(tools)
     resumed = await svc.runner.resume()
     sweeper = asyncio.create_task(
@@ -254,6 +251,7 @@ def build_services(
         texts=texts,
         store=store,
         profiles=ProfileStore(db),
+        prefs=PrefsStore(db),
         http=http,
         submit_http=submit_http,
         dashscope=dashscope,
@@ -274,24 +272,6 @@ def _observe_dashscope(
     health: Health = application.bot_data[HEALTH_KEY]
     metrics.dashscope_requests.labels(endpoint, str(status)).inc()
     health.dashscope(status)
-
-
-async def set_commands(application: Application, texts: Texts) -> None:  # type: ignore[type-arg]
-    """Command lists per scope and language, so each chat shows the ones that work there."""
-    bot = application.bot
-    scopes: list[tuple[Any, tuple[str, ...]]] = [
-        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
-        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
-    ]
-    try:
-        for scope, names in scopes:
-            for lang in LANGUAGES:
-                commands = [BotCommand(name, texts.get(lang, f"cmd_{name}")) for name in names]
-                await bot.set_my_commands(
-                    commands, scope=scope, language_code=None if lang == "en" else lang
-                )
-    except TelegramError as error:
-        log.warning("Could not set the command menu: %s", error)
 
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]

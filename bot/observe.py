@@ -12,9 +12,9 @@ from handlers.admin_reports import ACCOUNT
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.gateway import TelegramGateway
 from handlers.keyboards import failure_markup
+from handlers.texts import Texts
 from services.dashscope import DashScopeError
 from services.dashscope.account import explain
-from services.i18n import Texts
 from services.metrics import Metrics
 from services.model import FailureKind, Job
 from services.storage.database import Database
@@ -26,7 +26,8 @@ MODEL_UNAVAILABLE_REPORT_AFTER = 60.0  # seconds of ModelUnavailable before admi
 
 class OperatorNotifier(TelegramNotifier):
     """The Telegram notifier, plus: an account problem seen by a job is reported to the
-    admins, and its user reads "the owner has been notified" only when one really was."""
+    admins, and its user reads "the owner has been notified" (fail_service_unavailable)
+    only when an admin really got the report; otherwise fail_service_unavailable_plain."""
 
     def __init__(
         self, gateway: TelegramGateway, texts: Texts, config: StatusConfig, *, tools: AdminTools
@@ -57,9 +58,9 @@ class OperatorNotifier(TelegramNotifier):
             self._tools.account.config.base_url,
         )
         await self._tools.account.set(probe)
-        if not self._tools.reporter.recently_notified(ACCOUNT):
-            return await super().failed(job, kind)
-        text = self.texts.get(job.lang, "fail_service_unavailable_notified")
+        if self._tools.reporter.recently_notified(ACCOUNT):
+            return await super().failed(job, kind)  # "… the bot's owner has been notified"
+        text = self.texts.get(job.lang, "fail_service_unavailable_plain")
         try:
             return await self._to_chat(
                 job,

@@ -19,8 +19,9 @@ from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, Ty
 
 from handlers.admin_reports import BUDGET_80, BUDGET_100, GIVEN_UP, AdminReporter
 from handlers.context import Context
+from handlers.language import MENU_LANGUAGES, PRIVATE_COMMANDS, commands, menu_code
+from handlers.texts import Texts
 from services.dashscope.account import AccountWatch
-from services.i18n import LANGUAGES, Texts
 from services.metrics import Health, Metrics
 from services.model import utc_day
 from services.storage.stats import DayCounts, PeriodStats, StatsStore, day_range
@@ -31,7 +32,9 @@ ADMIN_KEY = "admin"
 OBSERVE_GROUP = -3  # before the guards (-2): every update counts and beats the heart
 ADMIN_GROUP = -1  # after the guards, before everything else: admin commands stop there
 ADMIN_COMMANDS = ("stats",)
-ADMIN_COMMAND_TEXT = {"stats": {"en": "Usage and spend (admins)", "zh": "用量与花费（管理员）"}}
+ADMIN_COMMAND_TEXT = {
+    "stats": {"en": "Usage and spend (admins)", "zh-hans": "用量与花费（管理员）"}
+}
 
 
 @dataclass(frozen=True)
@@ -216,19 +219,19 @@ def register(application: Application, admin_ids: frozenset[int]) -> None:  # ty
 async def set_admin_commands(
     application: Application,  # type: ignore[type-arg]
     texts: Texts,
-    private_commands: tuple[str, ...],
     admin_ids: frozenset[int],
 ) -> None:
     """The admins' private chats get the admin commands too (scope: that chat only)."""
     for admin in sorted(admin_ids):
-        for lang in LANGUAGES:
-            commands = [BotCommand(n, texts.get(lang, f"cmd_{n}")) for n in private_commands]
-            commands += [BotCommand(n, ADMIN_COMMAND_TEXT[n][lang]) for n in ADMIN_COMMANDS]
+        for lang in MENU_LANGUAGES:
+            menu = commands(texts, lang, PRIVATE_COMMANDS)
+            description = ADMIN_COMMAND_TEXT["stats"]
+            menu += [
+                BotCommand(n, description.get(lang, description["en"])) for n in ADMIN_COMMANDS
+            ]
             try:
                 await application.bot.set_my_commands(
-                    commands,
-                    scope=BotCommandScopeChat(admin),
-                    language_code=None if lang == "en" else lang,
+                    menu, scope=BotCommandScopeChat(admin), language_code=menu_code(lang)
                 )
             except TelegramError as error:
                 # Telegram refuses a chat scope until the admin has opened the bot once.

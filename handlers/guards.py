@@ -87,9 +87,7 @@ async def _service_unavailable(update: Update, context: Context) -> None:
     "The owner has been notified" only when an admin really got the report."""
     tools = context.bot_data[ADMIN_KEY]
     notified = tools.reporter.recently_notified(ACCOUNT)
-    text = context.t(
-        "fail_service_unavailable_notified" if notified else "fail_service_unavailable"
-    )
+    text = context.t("fail_service_unavailable" if notified else "fail_service_unavailable_plain")
     log.info("Try-on refused at once: the DashScope account has a problem")
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)

@@ -17,7 +17,7 @@ from telegram.ext import Application
 from bot.app import METRICS_KEY
 from bot.logs import RedactingFilter
 from handlers.admin_reports import EXCEPTION, AdminReporter
-from services.i18n import Texts
+from handlers.texts import Texts
 from services.model import utc_day
 from services.storage.database import Database
 from services.storage.profiles import ProfileStore

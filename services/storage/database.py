@@ -76,7 +76,11 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
-    # 2: group → supergroup migrations, so an allowlisted group keeps its access.
+    # 2: the language a user chose with /language (wins over their app's language).
+    """
+    CREATE TABLE user_prefs (user_id INTEGER PRIMARY KEY, language TEXT NOT NULL);
+    """,
+    # 3: group → supergroup migrations, so an allowlisted group keeps its access.
     """
     CREATE TABLE chat_migrations (
         old_chat_id INTEGER PRIMARY KEY,

@@ -19,7 +19,14 @@ import aiohttp
 from bot.app import account_config
 from bot.logs import RedactingFilter
 from bot.settings import Settings, SettingsError, load_settings
-from bot.startup import StartupError, _writable, check_database, lock_state, process_user
+from bot.startup import (
+    TOKEN_REJECTED,
+    StartupError,
+    _writable,
+    check_database,
+    lock_state,
+    process_user,
+)
 from services.dashscope.account import BEIJING, probe_all
 
 MIN_FREE_BYTES = 200 * 1024 * 1024
@@ -95,10 +102,7 @@ async def check_telegram(settings: Settings, report: Report) -> None:
             )
             return
         if status in (401, 404) or not body.get("ok"):
-            report.fail(
-                f"Telegram: the token is rejected ({status} {body.get('description', '')}): "
-                f"copy TELEGRAM_BOT_TOKEN again from @BotFather (/mybots → API Token)"
-            )
+            report.fail(TOKEN_REJECTED)
             return
         me = body["result"]
         report.ok(f"Telegram: token accepted, the bot is @{me.get('username')}")

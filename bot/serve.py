@@ -18,7 +18,7 @@ from telegram.ext import Application
 from bot.app import HEALTH_KEY, METRICS_KEY, WEB_KEY, build_application
 from bot.logs import RedactingFilter
 from bot.settings import Settings
-from bot.startup import StartupError
+from bot.startup import TOKEN_REJECTED, StartupError
 from bot.web import WebServer
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,7 @@ async def connect_telegram(app: Application, settings: Settings) -> None:  # typ
             await app.bot.initialize()
             return
         except InvalidToken:
-            raise StartupError(
-                "Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized): copy the token again "
-                "from @BotFather (/mybots → API Token)"
-            ) from None
+            raise StartupError(TOKEN_REJECTED) from None
         except (NetworkError, OSError) as error:
             if attempt == CONNECT_ATTEMPTS:
                 raise StartupError(

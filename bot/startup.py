@@ -21,6 +21,12 @@ from services.storage.database import MIGRATIONS
 LOCK_NAME = "tryon.lock"
 
 
+TOKEN_REJECTED = (
+    "Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized): copy the token again from "
+    "@BotFather (/mybots → API Token)"
+)
+
+
 class StartupError(Exception):
     """A start-up check failed; the message is one line with the fix."""
 

@@ -273,3 +273,18 @@ async def test_an_allowlisted_group_keeps_access_after_becoming_a_supergroup(
     async with running_bot(settings):
         stranger = Actor(tg, 3903, chat=stranger_group, name="Stranger")
         assert (await stranger.command("help")).body == not_allowed
+
+
+async def test_a_try_on_given_up_is_reported(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
+) -> None:
+    tg.private_chat(tg.user(ADMIN, "Olga"))
+    settings = make_settings(
+        tg.base_url, ds.base_url, tmp_path / "data", admin_ids=frozenset({ADMIN}), task_deadline=1.0
+    )
+    ds.hold_tasks()  # the task never finishes
+    async with running_bot(settings):
+        ann = Actor(tg, USER)
+        await ann.try_on(top=jpeg(seed=40))
+        report = await tg.wait_for_message(ADMIN, lambda m: "given up" in m.body, timeout=15)
+    assert "TRYON_TASK_DEADLINE (1 s)" in report.body

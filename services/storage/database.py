@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from services.storage import ledger
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,28 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 2: the quota ledger (services/storage/ledger.py) and its salt; per-job flags saying
+    # what the ledger already holds for the job, and /forget of a job still running.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('ledger_salt', lower(hex(randomblob(32))));
+    CREATE TABLE quota_ledger (
+        day TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        billed INTEGER NOT NULL DEFAULT 0,
+        unbilled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, user_key)
+    ) WITHOUT ROWID;
+    ALTER TABLE jobs ADD COLUMN ledger_accepted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN ledger_billed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN ledger_unbilled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN forget_on_end INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_by_updated ON jobs (updated_at);
+    """,
 )
+LEDGER_VERSION = 2
+FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs
 
 
 class Database:
@@ -94,7 +120,8 @@ class Database:
             return self._conn
         async with self._open_lock:
             if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _private_files(self.path)
                 conn = await aiosqlite.connect(self.path, isolation_level=None)
                 conn.row_factory = aiosqlite.Row
                 # WAL + NORMAL survives a killed process (only an OS crash may lose a commit).
@@ -102,6 +129,7 @@ class Database:
                 await conn.execute("PRAGMA synchronous=NORMAL")
                 await conn.execute("PRAGMA busy_timeout=5000")
                 await _migrate(conn)
+                _private_files(self.path)  # the -wal and -shm files now exist
                 self._conn = conn
         return self._conn
 
@@ -140,6 +168,17 @@ class Database:
             return list(await cursor.fetchall())
 
 
+def _private_files(path: Path) -> None:
+    """Creates the database file 0600 before SQLite opens it (SQLite gives its -wal and
+    -shm files the database file's mode), and tightens files an older version left open."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(file.stat().st_mode) != FILE_MODE:
+                file.chmod(FILE_MODE)
+
+
 async def _migrate(conn: aiosqlite.Connection) -> None:
     async with conn.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
@@ -147,3 +186,13 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("Migrating database schema to version %d", number)
         await conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    if 0 < version < LEDGER_VERSION:
+        # Jobs from before the ledger: record what they prove, so today's counts hold.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            counted = await ledger.settle(conn, await ledger.load_salt(conn), "1", ())
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        log.info("Quota ledger filled from %d existing job(s)", counted)

@@ -235,6 +235,7 @@ class JobStore:
                 (user_id, *active),
             )
             await conn.execute(
-                f"UPDATE jobs SET forget_on_end = 1 WHERE user_id = ? AND state IN ({_marks(active)})",
+                "UPDATE jobs SET forget_on_end = 1 "
+                f"WHERE user_id = ? AND state IN ({_marks(active)})",
                 (user_id, *active),
             )

@@ -200,10 +200,10 @@ class JobStore:
     async def ledger_counts(self, day: str, user_id: int | None = None) -> LedgerCounts:
         """The ledger's counts of the day, for one user or the whole bot (its per-user
         rows, or the day's total once retention folded them into it)."""
-        where, params = "day = ?", (day,)
+        where, params = "day = ?", [day]
         if user_id is not None:
             salt = await self._ledger_salt(await self._db.open())
-            where, params = "day = ? AND user_key = ?", (day, ledger.user_key(salt, day, user_id))
+            where, params = "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
         row = await self._db.fetchone(
             "SELECT COALESCE(SUM(accepted), 0), COALESCE(SUM(billed), 0), "
             f"COALESCE(SUM(unbilled), 0) FROM quota_ledger WHERE {where}",

@@ -61,9 +61,18 @@ async def on_migrate(update: Update, context: Context) -> None:
                 await ask_again(context, new, user_id, draft, states[user_id])
 
 
-def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]
+def forget_conversations(
+    app: Application,  # type: ignore[type-arg]
+    user_id: int,
+    chat_id: int | None = None,
+) -> None:
+    """Drops the user's conversation states (in one chat, or everywhere)."""
     for conversations in conversation_tables(app):
-        for key in [k for k in conversations if len(k) == 2 and k[1] == user_id]:
+        for key in [
+            k
+            for k in conversations
+            if len(k) == 2 and k[1] == user_id and (chat_id is None or k[0] == chat_id)
+        ]:
             del conversations[key]
 
 
@@ -76,6 +85,7 @@ async def expire_idle_flows(app: Application, idle_limit: float, interval: float
         for user_id, data in list(app.user_data.items()):
             for chat_id, draft in expired_drafts(data, idle_limit, now):
                 drop_draft(data, chat_id)
+                forget_conversations(app, user_id, chat_id)  # no row outlives its flow
                 app.mark_data_for_update_persistence(user_ids=[user_id])
                 log.info("Flow of user %s in chat %s expired", user_id, chat_id)
                 with contextlib.suppress(TelegramError):

@@ -294,8 +294,10 @@ async def test_forget_during_a_running_job_deletes_it_when_it_ends(
     assert await store.get(running.id) is not None  # the pipeline still needs it
     running = await store.update(running, state=JobState.SUCCEEDED, result_url="https://r")
     assert await store.get(running.id) is not None
+    await uploads.remember("aitryon-plus", "t-uniq", "oss://t", time.time() + 100)  # re-used
     await store.update(running, state=JobState.DELIVERED, delivered_at=2.0)
     assert await store.get(running.id) is None
+    assert await uploads.get("aitryon-plus", "t-uniq", 0.0) is None
     # The queued one submits later: it is counted, and deleted once it fails.
     assert await store.count_used(day, 4) == 2
     queued = await store.update(queued, state=JobState.RUNNING, task_id="t-9")

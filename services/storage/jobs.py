@@ -142,10 +142,17 @@ class JobStore:
     async def _settle(self, conn: aiosqlite.Connection, job_id: str) -> None:
         await ledger.settle(conn, await self._ledger_salt(conn), "id = ?", (job_id,))
         final = tuple(s.value for s in FINAL_STATES)
+        states = ", ".join(f"?{n}" for n in range(2, len(final) + 2))  # ?1 is the id
+        forgotten = f"id = ?1 AND forget_on_end = 1 AND state IN ({states})"
+        # Uploaded after /forget (a queued job): its cache entries go with it.
         await conn.execute(
-            f"DELETE FROM jobs WHERE id = ? AND forget_on_end = 1 AND state IN ({_marks(final)})",
+            "DELETE FROM uploads WHERE file_unique_id IN ("
+            f"SELECT person_unique_id FROM jobs WHERE {forgotten} UNION "
+            f"SELECT top_unique_id FROM jobs WHERE {forgotten} UNION "
+            f"SELECT bottom_unique_id FROM jobs WHERE {forgotten})",
             (job_id, *final),
         )
+        await conn.execute(f"DELETE FROM jobs WHERE {forgotten}", (job_id, *final))
 
     async def _ledger_salt(self, conn: aiosqlite.Connection) -> str:
         if self._salt is None:

@@ -172,11 +172,16 @@ def _private_files(path: Path) -> None:
     """Creates the database file 0600 before SQLite opens it (SQLite gives its -wal and
     -shm files the database file's mode), and tightens files an older version left open."""
     if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+        with contextlib.suppress(OSError):  # e.g. a read-only directory: SQLite reports it
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             if stat.S_IMODE(file.stat().st_mode) != FILE_MODE:
                 file.chmod(FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # not ours to change: say so, and carry on
+            log.warning("Could not make %s private (0600): %s", file, error)
 
 
 async def _migrate(conn: aiosqlite.Connection) -> None:

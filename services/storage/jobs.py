@@ -110,10 +110,13 @@ class JobStore:
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         async with self._db.transaction() as conn:
-            await conn.execute(
-                f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
-            )
-            await self._settle(conn, job.id)
+            async with conn.execute(
+                f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING {ledger.SETTLE_COLUMNS}",
+                tuple(columns.values()),
+            ) as cursor:
+                row = await cursor.fetchone()
+            assert row is not None
+            await self._settle(conn, row)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -135,24 +138,27 @@ class JobStore:
             await self._db.execute(sql, params)
         else:
             async with self._db.transaction() as conn:
-                await conn.execute(sql, params)
-                await self._settle(conn, job.id)
+                async with conn.execute(f"{sql} RETURNING {ledger.SETTLE_COLUMNS}", params) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    await self._settle(conn, row)
         return replace(job, **changes)
 
-    async def _settle(self, conn: aiosqlite.Connection, job_id: str) -> None:
-        await ledger.settle(conn, await self._ledger_salt(conn), "id = ?", (job_id,))
-        final = tuple(s.value for s in FINAL_STATES)
-        states = ", ".join(f"?{n}" for n in range(2, len(final) + 2))  # ?1 is the id
-        forgotten = f"id = ?1 AND forget_on_end = 1 AND state IN ({states})"
-        # Uploaded after /forget (a queued job): its cache entries go with it.
+    async def _settle(self, conn: aiosqlite.Connection, row: aiosqlite.Row) -> None:
+        """What a job row's new state entails, inside the transaction that wrote it."""
+        await ledger.settle_row(conn, await self._ledger_salt(conn), row)
+        if not row["forget_on_end"] or JobState(row["state"]) not in FINAL_STATES:
+            return
+        # The user sent /forget while it ran. Uploads made after that (a queued job's)
+        # go with it.
         await conn.execute(
             "DELETE FROM uploads WHERE file_unique_id IN ("
-            f"SELECT person_unique_id FROM jobs WHERE {forgotten} UNION "
-            f"SELECT top_unique_id FROM jobs WHERE {forgotten} UNION "
-            f"SELECT bottom_unique_id FROM jobs WHERE {forgotten})",
-            (job_id, *final),
+            "SELECT person_unique_id FROM jobs WHERE id = ?1 UNION "
+            "SELECT top_unique_id FROM jobs WHERE id = ?1 UNION "
+            "SELECT bottom_unique_id FROM jobs WHERE id = ?1)",
+            (row["id"],),
         )
-        await conn.execute(f"DELETE FROM jobs WHERE {forgotten}", (job_id, *final))
+        await conn.execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
 
     async def _ledger_salt(self, conn: aiosqlite.Connection) -> str:
         if self._salt is None:

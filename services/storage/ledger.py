@@ -80,41 +80,46 @@ _BILLED_STATES = (JobState.SUCCEEDED, JobState.DELIVERED)
 _UNBILLED_TASK_STATUSES = ("FAILED", "CANCELED")
 
 
+# The job columns `settle_row` reads.
+SETTLE_COLUMNS = (
+    "id, user_id, day, state, task_id, task_status, "
+    "ledger_accepted, ledger_billed, ledger_unbilled, forget_on_end"
+)
+
+
 async def settle(conn: aiosqlite.Connection, salt: str, where: str, params: tuple[Any, ...]) -> int:
-    """Records in the ledger what the selected job rows prove and it does not hold yet
-    (each job counts at most once per column: its `ledger_*` flags). Runs inside the
-    caller's transaction; returns the number of jobs that changed the ledger."""
-    async with conn.execute(
-        "SELECT id, user_id, day, state, task_id, task_status, "
-        f"ledger_accepted, ledger_billed, ledger_unbilled FROM jobs WHERE {where}",
-        params,
-    ) as cursor:
+    """`settle_row` for every job row selected by `where`; returns how many changed."""
+    async with conn.execute(f"SELECT {SETTLE_COLUMNS} FROM jobs WHERE {where}", params) as cursor:
         rows = list(await cursor.fetchall())
-    changed = 0
-    for row in rows:
-        state = JobState(row["state"])
-        accepted = row["task_id"] is not None or state in _ACCEPTED_STATES
-        billed = state in _BILLED_STATES or row["task_status"] == "SUCCEEDED"
-        unbilled = accepted and not billed and row["task_status"] in _UNBILLED_TASK_STATUSES
-        delta_accepted = int((accepted or billed) and not row["ledger_accepted"])
-        delta_billed = int(billed and not row["ledger_billed"] and not row["ledger_unbilled"])
-        delta_unbilled = int(unbilled and not row["ledger_unbilled"] and not row["ledger_billed"])
-        if not (delta_accepted or delta_billed or delta_unbilled):
-            continue
-        day = str(row["day"])
-        await add(
-            conn,
-            day,
-            user_key(salt, day, int(row["user_id"])),
-            accepted=delta_accepted,
-            billed=delta_billed,
-            unbilled=delta_unbilled,
-        )
-        await conn.execute(
-            "UPDATE jobs SET ledger_accepted = ledger_accepted | ?, "
-            "ledger_billed = ledger_billed | ?, ledger_unbilled = ledger_unbilled | ? "
-            "WHERE id = ?",
-            (delta_accepted, delta_billed, delta_unbilled, row["id"]),
-        )
-        changed += 1
-    return changed
+    return sum([await settle_row(conn, salt, row) for row in rows])
+
+
+async def settle_row(conn: aiosqlite.Connection, salt: str, row: aiosqlite.Row) -> bool:
+    """Records in the ledger what one job row (its SETTLE_COLUMNS) proves and the ledger
+    does not hold yet: each job counts at most once per column, as its `ledger_*` flags
+    say. Runs inside the caller's transaction; returns whether the ledger changed."""
+    state = JobState(row["state"])
+    accepted = row["task_id"] is not None or state in _ACCEPTED_STATES
+    billed = state in _BILLED_STATES or row["task_status"] == "SUCCEEDED"
+    unbilled = accepted and not billed and row["task_status"] in _UNBILLED_TASK_STATUSES
+    delta_accepted = int((accepted or billed) and not row["ledger_accepted"])
+    delta_billed = int(billed and not row["ledger_billed"] and not row["ledger_unbilled"])
+    delta_unbilled = int(unbilled and not row["ledger_unbilled"] and not row["ledger_billed"])
+    if not (delta_accepted or delta_billed or delta_unbilled):
+        return False
+    day = str(row["day"])
+    await add(
+        conn,
+        day,
+        user_key(salt, day, int(row["user_id"])),
+        accepted=delta_accepted,
+        billed=delta_billed,
+        unbilled=delta_unbilled,
+    )
+    await conn.execute(
+        "UPDATE jobs SET ledger_accepted = ledger_accepted | ?, "
+        "ledger_billed = ledger_billed | ?, ledger_unbilled = ledger_unbilled | ? "
+        "WHERE id = ?",
+        (delta_accepted, delta_billed, delta_unbilled, row["id"]),
+    )
+    return True

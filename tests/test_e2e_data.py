@@ -3,6 +3,7 @@ and a job forgotten while it runs is deleted when it ends."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from telegram.ext import Application
 
 from services.i18n import Texts
 from services.model import Job, JobState, utc_day
+from services.storage.database import Database
+from services.storage.jobs import FINAL_STATES
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
@@ -70,8 +73,7 @@ async def test_a_billed_result_that_could_not_be_delivered_still_counts(
         since = await ann.try_on(top=jpeg(seed=1))
         await ann.next_from_bot(since, lambda m: m.body == TEXTS.get("en", "fail_undeliverable"))
         store = services_of(app).store
-        await tg.wait_for(lambda: not services_of(app).runner.active_jobs)
-        (job,) = await jobs_of(app, 5301)
+        (job,) = await settled_jobs(app, 5301)
         assert job.state is JobState.FAILED and job.error_kind == "undeliverable"
         counts = await store.ledger_counts(utc_day(job.created_at), 5301)
         assert (counts.accepted, counts.billed, counts.unbilled) == (1, 1, 0)
@@ -100,13 +102,24 @@ async def test_forget_during_a_running_try_on_deletes_the_job_when_it_ends(
         kept = await store.get(running.id)
         assert kept is not None  # still running: the pipeline needs its row
         await ann.result(since)  # the result is still delivered...
-        await tg.wait_for(lambda: not services_of(app).runner.active_jobs)
-        assert await store.get(running.id) is None  # ...and then the row is gone
+        for _ in range(500):  # ...and then the row is gone
+            if await store.get(running.id) is None:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the forgotten job's row is still there")
         counts = await store.ledger_counts(utc_day(running.created_at), 5401)
         assert (counts.accepted, counts.billed) == (1, 1)
 
 
-async def jobs_of(app: Application, user_id: int) -> list[Job]:  # type: ignore[type-arg]
-    svc = services_of(app)
-    rows = await svc.db.fetchall("SELECT id FROM jobs WHERE user_id = ?", (user_id,))
-    return [job for row in rows if (job := await svc.store.get(row["id"])) is not None]
+async def settled_jobs(app: Application, user_id: int) -> list[Job]:  # type: ignore[type-arg]
+    """The user's jobs, once none of them is still running (waits up to 10 s)."""
+    db: Database = app.bot_data["db"]
+    store = services_of(app).store
+    for _ in range(500):
+        rows = await db.fetchall("SELECT id FROM jobs WHERE user_id = ?", (user_id,))
+        jobs = [job for row in rows if (job := await store.get(row["id"])) is not None]
+        if all(job.state in FINAL_STATES for job in jobs):
+            return jobs
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"jobs of {user_id} still running: {jobs}")

@@ -130,6 +130,8 @@ class JobStore:
         id stored: accepted; SUCCEEDED: billed; a task DashScope ended FAILED or CANCELED:
         not billed), and a job the user asked to forget while it ran is deleted once it
         reaches a final state."""
+        if not changes:
+            return job
         columns = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in changes.items()}
         assignments = ", ".join(f"{name} = ?" for name in columns)
         sql = f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?"

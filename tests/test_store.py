@@ -1,6 +1,7 @@
 import asyncio
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -17,7 +18,7 @@ from bot.persistence import SQLitePersistence
 from services.model import InputImage, Job, JobState, new_job_id, utc_day
 from services.storage.backup import BackupError, backup_database
 from services.storage.database import MIGRATIONS, Database
-from services.storage.jobs import JobStore
+from services.storage.jobs import FINAL_STATES, JobStore
 from services.storage.ledger import TOTAL_KEY, LedgerCounts
 from services.storage.profiles import ProfileStore
 from services.storage.retention import Pruned, Retention, run_forever
@@ -486,3 +487,11 @@ def test_backup_command_prints_one_line(tmp_path: Path) -> None:
         usage = run("backup")
         assert usage.returncode == 2 and usage.stderr.count("\n") == 1
         assert "Traceback" not in usage.stderr + refused.stderr
+
+
+async def test_the_forget_trigger_knows_the_final_states(open_db: Callable[[], Database]) -> None:
+    db = open_db()
+    row = await db.fetchone("SELECT sql FROM sqlite_master WHERE name = 'jobs_forget_on_end'")
+    assert row is not None
+    listed = set(re.findall(r"'(\w+)'", row[0]))
+    assert listed == {s.value for s in FINAL_STATES}

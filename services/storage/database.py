@@ -99,6 +99,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN ledger_unbilled INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN forget_on_end INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX jobs_by_updated ON jobs (updated_at);
+    -- A job the user asked to forget while it ran goes (with its cached uploads) in the
+    -- same statement that writes its final state.
+    CREATE TRIGGER jobs_forget_on_end AFTER UPDATE OF state ON jobs
+    WHEN NEW.forget_on_end = 1
+        AND NEW.state IN ('delivered', 'failed', 'canceled', 'interrupted', 'retried')
+    BEGIN
+        DELETE FROM uploads WHERE file_unique_id IN
+            (NEW.person_unique_id, NEW.top_unique_id, NEW.bottom_unique_id);
+        DELETE FROM jobs WHERE id = NEW.id;
+    END;
     """,
 )
 LEDGER_VERSION = 2

@@ -19,6 +19,7 @@ from services.storage.database import Database
 from services.storage.ledger import LedgerCounts
 
 # A job in one of these states is over: nothing writes it again except the user's Retry.
+# (The jobs_forget_on_end trigger of migration 2 lists the same states.)
 FINAL_STATES = (
     JobState.DELIVERED,
     JobState.FAILED,
@@ -29,8 +30,16 @@ FINAL_STATES = (
 # Admitted, not yet accepted by DashScope: counts towards the quotas until it is accepted
 # (then the ledger counts it) or ends without a task (then nothing does).
 _ADMITTED_STATES = (JobState.QUEUED, JobState.SUBMITTING)
-# Columns whose change can prove a ledger count or end a job.
-_SETTLING_COLUMNS = frozenset({"state", "task_id", "task_status"})
+
+
+def _may_count(columns: dict[str, Any]) -> bool:
+    """Whether writing these columns can prove a ledger count (see ledger.settle_row);
+    other writes stay one statement. (A forgotten job's end is a trigger: migration 2.)"""
+    return (
+        columns.get("task_id") is not None
+        or columns.get("state") in ledger.ACCEPTED_STATES
+        or columns.get("task_status") in ledger.COUNTED_TASK_STATUSES
+    )
 
 
 def _marks(values: tuple[Any, ...]) -> str:
@@ -116,7 +125,7 @@ class JobStore:
             ) as cursor:
                 row = await cursor.fetchone()
             assert row is not None
-            await self._settle(conn, row)
+            await ledger.settle_row(conn, await self._ledger_salt(conn), row)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -136,31 +145,15 @@ class JobStore:
         assignments = ", ".join(f"{name} = ?" for name in columns)
         sql = f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?"
         params = (*columns.values(), time.time(), job.id)
-        if _SETTLING_COLUMNS.isdisjoint(columns):
+        if not _may_count(columns):
             await self._db.execute(sql, params)
         else:
             async with self._db.transaction() as conn:
                 async with conn.execute(f"{sql} RETURNING {ledger.SETTLE_COLUMNS}", params) as cur:
                     row = await cur.fetchone()
                 if row is not None:
-                    await self._settle(conn, row)
+                    await ledger.settle_row(conn, await self._ledger_salt(conn), row)
         return replace(job, **changes)
-
-    async def _settle(self, conn: aiosqlite.Connection, row: aiosqlite.Row) -> None:
-        """What a job row's new state entails, inside the transaction that wrote it."""
-        await ledger.settle_row(conn, await self._ledger_salt(conn), row)
-        if not row["forget_on_end"] or JobState(row["state"]) not in FINAL_STATES:
-            return
-        # The user sent /forget while it ran. Uploads made after that (a queued job's)
-        # go with it.
-        await conn.execute(
-            "DELETE FROM uploads WHERE file_unique_id IN ("
-            "SELECT person_unique_id FROM jobs WHERE id = ?1 UNION "
-            "SELECT top_unique_id FROM jobs WHERE id = ?1 UNION "
-            "SELECT bottom_unique_id FROM jobs WHERE id = ?1)",
-            (row["id"],),
-        )
-        await conn.execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
 
     async def _ledger_salt(self, conn: aiosqlite.Connection) -> str:
         if self._salt is None:

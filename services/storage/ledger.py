@@ -75,15 +75,15 @@ async def add(
 # What a job's row proves, whatever wrote it: a task id (or a state that has one) means
 # DashScope accepted the task; SUCCEEDED (by the job or by the task) means it was billed;
 # a task DashScope itself ended FAILED or CANCELED was not billed and gives the try-on back.
-_ACCEPTED_STATES = (JobState.RUNNING, JobState.SUCCEEDED, JobState.DELIVERED)
+ACCEPTED_STATES = (JobState.RUNNING, JobState.SUCCEEDED, JobState.DELIVERED)
 _BILLED_STATES = (JobState.SUCCEEDED, JobState.DELIVERED)
 _UNBILLED_TASK_STATUSES = ("FAILED", "CANCELED")
+COUNTED_TASK_STATUSES = ("SUCCEEDED", *_UNBILLED_TASK_STATUSES)
 
 
 # The job columns `settle_row` reads.
 SETTLE_COLUMNS = (
-    "id, user_id, day, state, task_id, task_status, "
-    "ledger_accepted, ledger_billed, ledger_unbilled, forget_on_end"
+    "id, user_id, day, state, task_id, task_status, ledger_accepted, ledger_billed, ledger_unbilled"
 )
 
 
@@ -99,7 +99,7 @@ async def settle_row(conn: aiosqlite.Connection, salt: str, row: aiosqlite.Row) 
     does not hold yet: each job counts at most once per column, as its `ledger_*` flags
     say. Runs inside the caller's transaction; returns whether the ledger changed."""
     state = JobState(row["state"])
-    accepted = row["task_id"] is not None or state in _ACCEPTED_STATES
+    accepted = row["task_id"] is not None or state in ACCEPTED_STATES
     billed = state in _BILLED_STATES or row["task_status"] == "SUCCEEDED"
     unbilled = accepted and not billed and row["task_status"] in _UNBILLED_TASK_STATUSES
     delta_accepted = int((accepted or billed) and not row["ledger_accepted"])

@@ -94,6 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
         unbilled INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (day, user_key)
     ) WITHOUT ROWID;
+    ALTER TABLE jobs ADD COLUMN ledger_key TEXT;
     ALTER TABLE jobs ADD COLUMN ledger_accepted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN ledger_billed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN ledger_unbilled INTEGER NOT NULL DEFAULT 0;
@@ -109,7 +110,8 @@ MIGRATIONS: tuple[str, ...] = (
             (NEW.person_unique_id, NEW.top_unique_id, NEW.bottom_unique_id);
         DELETE FROM jobs WHERE id = NEW.id;
     END;
-    """,
+    """
+    + ledger.TRIGGERS,
 )
 LEDGER_VERSION = 2
 FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs
@@ -202,12 +204,20 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         log.info("Migrating database schema to version %d", number)
         await conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
     if 0 < version < LEDGER_VERSION:
-        # Jobs from before the ledger: record what they prove, so today's counts hold.
+        # Jobs from before the ledger: give them their keys and record what they prove
+        # (re-writing each state fires the ledger trigger), so today's counts hold.
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            counted = await ledger.settle(conn, await ledger.load_salt(conn), "1", ())
+            salt = await ledger.load_salt(conn)
+            async with conn.execute("SELECT id, day, user_id FROM jobs") as cursor:
+                rows = list(await cursor.fetchall())
+            await conn.executemany(
+                "UPDATE jobs SET ledger_key = ? WHERE id = ?",
+                [(ledger.user_key(salt, row[1], row[2]), row[0]) for row in rows],
+            )
+            await conn.execute("UPDATE jobs SET state = state")
         except BaseException:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
-        log.info("Quota ledger filled from %d existing job(s)", counted)
+        log.info("Quota ledger filled from %d existing job(s)", len(rows))

@@ -32,16 +32,6 @@ FINAL_STATES = (
 _ADMITTED_STATES = (JobState.QUEUED, JobState.SUBMITTING)
 
 
-def _may_count(columns: dict[str, Any]) -> bool:
-    """Whether writing these columns can prove a ledger count (see ledger.settle_row);
-    other writes stay one statement. (A forgotten job's end is a trigger: migration 2.)"""
-    return (
-        columns.get("task_id") is not None
-        or columns.get("state") in ledger.ACCEPTED_STATES
-        or columns.get("task_status") in ledger.COUNTED_TASK_STATUSES
-    )
-
-
 def _marks(values: tuple[Any, ...]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -116,16 +106,13 @@ class JobStore:
             }
         if job.task_id is not None:
             columns |= {"task_id": job.task_id, "task_status": job.task_status}
+        salt = await self._ledger_salt()
+        columns["ledger_key"] = ledger.user_key(salt, columns["day"], job.user_id)
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
-        async with self._db.transaction() as conn:
-            async with conn.execute(
-                f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING {ledger.SETTLE_COLUMNS}",
-                tuple(columns.values()),
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None
-            await ledger.settle_row(conn, await self._ledger_salt(conn), row)
+        await self._db.execute(
+            f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
+        )
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -135,29 +122,23 @@ class JobStore:
     async def update(self, job: Job, **changes: Any) -> Job:
         """Writes the given columns and returns the job with them applied.
 
-        In the same transaction, the quota ledger records what the change proves (a task
-        id stored: accepted; SUCCEEDED: billed; a task DashScope ended FAILED or CANCELED:
-        not billed), and a job the user asked to forget while it ran is deleted once it
-        reaches a final state."""
+        In the same statement (triggers, see migration 2), the quota ledger records what
+        the change proves (a task id stored: accepted; SUCCEEDED: billed; a task DashScope
+        ended FAILED or CANCELED: not billed), and a job the user asked to forget while it
+        ran is deleted once it reaches a final state."""
         if not changes:
             return job
         columns = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in changes.items()}
         assignments = ", ".join(f"{name} = ?" for name in columns)
-        sql = f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?"
-        params = (*columns.values(), time.time(), job.id)
-        if not _may_count(columns):
-            await self._db.execute(sql, params)
-        else:
-            async with self._db.transaction() as conn:
-                async with conn.execute(f"{sql} RETURNING {ledger.SETTLE_COLUMNS}", params) as cur:
-                    row = await cur.fetchone()
-                if row is not None:
-                    await ledger.settle_row(conn, await self._ledger_salt(conn), row)
+        await self._db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+            (*columns.values(), time.time(), job.id),
+        )
         return replace(job, **changes)
 
-    async def _ledger_salt(self, conn: aiosqlite.Connection) -> str:
+    async def _ledger_salt(self) -> str:
         if self._salt is None:
-            self._salt = await ledger.load_salt(conn)
+            self._salt = await ledger.load_salt(await self._db.open())
         return self._salt
 
     async def set_uploaded(self, job: Job, slot: str, url: str, expires_at: float) -> Job:
@@ -210,7 +191,7 @@ class JobStore:
         rows, or the day's total once retention folded them into it)."""
         where, params = "day = ?", [day]
         if user_id is not None:
-            salt = await self._ledger_salt(await self._db.open())
+            salt = await self._ledger_salt()
             where, params = "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
         row = await self._db.fetchone(
             "SELECT COALESCE(SUM(accepted), 0), COALESCE(SUM(billed), 0), "

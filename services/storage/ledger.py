@@ -8,8 +8,8 @@ different days cannot be linked, and the key serves only the day's limit check. 
 rows are kept for today and yesterday; older ones are folded into one anonymous total
 per day (`user_key = '*'`, kept for `TOTALS_KEEP_DAYS` days for statistics).
 
-The ledger is written by JobStore in the same transaction as the state change that
-proves each count (see `JobStore.update`).
+The ledger is written by triggers on the jobs table (`TRIGGERS`), in the same statement
+as the state change that proves each count.
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
 
 import aiosqlite
-
-from services.model import JobState
 
 TOTAL_KEY = "*"
 SALT_KEY = "ledger_salt"
@@ -53,73 +50,46 @@ async def load_salt(conn: aiosqlite.Connection) -> str:
     return str(row[0])
 
 
-async def add(
-    conn: aiosqlite.Connection,
-    day: str,
-    key: str,
-    *,
-    accepted: int = 0,
-    billed: int = 0,
-    unbilled: int = 0,
-) -> None:
-    """Adds to one ledger row (inside the caller's transaction)."""
-    await conn.execute(
-        "INSERT INTO quota_ledger (day, user_key, accepted, billed, unbilled) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, user_key) DO UPDATE SET "
-        "accepted = accepted + excluded.accepted, billed = billed + excluded.billed, "
-        "unbilled = unbilled + excluded.unbilled",
-        (day, key, accepted, billed, unbilled),
+def _trigger_body() -> str:
+    """What a job row proves, whoever wrote it: a task id (or a state that has one) means
+    DashScope accepted the task; SUCCEEDED (the job's or the task's) means it was billed;
+    a task DashScope itself ended FAILED or CANCELED was not billed and gives the try-on
+    back. Each job counts at most once per column (its `ledger_*` flags)."""
+    status = "COALESCE(NEW.task_status, '')"
+    accepted = (
+        "(NEW.task_id IS NOT NULL OR NEW.state IN ('running', 'succeeded', 'delivered') "
+        f"OR {status} = 'SUCCEEDED')"
     )
+    billed = f"(NEW.state IN ('succeeded', 'delivered') OR {status} = 'SUCCEEDED')"
+    unbilled = f"({accepted} AND NOT {billed} AND {status} IN ('FAILED', 'CANCELED'))"
+    d_accepted = f"({accepted} AND NEW.ledger_accepted = 0)"
+    d_billed = f"({billed} AND NEW.ledger_billed = 0 AND NEW.ledger_unbilled = 0)"
+    d_unbilled = f"({unbilled} AND NEW.ledger_unbilled = 0 AND NEW.ledger_billed = 0)"
+    changed = f"({d_accepted} OR {d_billed} OR {d_unbilled})"
+    return f"""
+    BEGIN
+        INSERT INTO quota_ledger (day, user_key, accepted, billed, unbilled)
+            SELECT NEW.day, NEW.ledger_key, {d_accepted}, {d_billed}, {d_unbilled}
+            WHERE {changed}
+            ON CONFLICT (day, user_key) DO UPDATE SET
+                accepted = accepted + excluded.accepted,
+                billed = billed + excluded.billed,
+                unbilled = unbilled + excluded.unbilled;
+        UPDATE jobs SET
+            ledger_accepted = ledger_accepted | {d_accepted},
+            ledger_billed = ledger_billed | {d_billed},
+            ledger_unbilled = ledger_unbilled | {d_unbilled}
+        WHERE id = NEW.id AND {changed};
+    END;
+    """
 
 
-# What a job's row proves, whatever wrote it: a task id (or a state that has one) means
-# DashScope accepted the task; SUCCEEDED (by the job or by the task) means it was billed;
-# a task DashScope itself ended FAILED or CANCELED was not billed and gives the try-on back.
-ACCEPTED_STATES = (JobState.RUNNING, JobState.SUCCEEDED, JobState.DELIVERED)
-_BILLED_STATES = (JobState.SUCCEEDED, JobState.DELIVERED)
-_UNBILLED_TASK_STATUSES = ("FAILED", "CANCELED")
-COUNTED_TASK_STATUSES = ("SUCCEEDED", *_UNBILLED_TASK_STATUSES)
-
-
-# The job columns `settle_row` reads.
-SETTLE_COLUMNS = (
-    "id, user_id, day, state, task_id, task_status, ledger_accepted, ledger_billed, ledger_unbilled"
-)
-
-
-async def settle(conn: aiosqlite.Connection, salt: str, where: str, params: tuple[Any, ...]) -> int:
-    """`settle_row` for every job row selected by `where`; returns how many changed."""
-    async with conn.execute(f"SELECT {SETTLE_COLUMNS} FROM jobs WHERE {where}", params) as cursor:
-        rows = list(await cursor.fetchall())
-    return sum([await settle_row(conn, salt, row) for row in rows])
-
-
-async def settle_row(conn: aiosqlite.Connection, salt: str, row: aiosqlite.Row) -> bool:
-    """Records in the ledger what one job row (its SETTLE_COLUMNS) proves and the ledger
-    does not hold yet: each job counts at most once per column, as its `ledger_*` flags
-    say. Runs inside the caller's transaction; returns whether the ledger changed."""
-    state = JobState(row["state"])
-    accepted = row["task_id"] is not None or state in ACCEPTED_STATES
-    billed = state in _BILLED_STATES or row["task_status"] == "SUCCEEDED"
-    unbilled = accepted and not billed and row["task_status"] in _UNBILLED_TASK_STATUSES
-    delta_accepted = int((accepted or billed) and not row["ledger_accepted"])
-    delta_billed = int(billed and not row["ledger_billed"] and not row["ledger_unbilled"])
-    delta_unbilled = int(unbilled and not row["ledger_unbilled"] and not row["ledger_billed"])
-    if not (delta_accepted or delta_billed or delta_unbilled):
-        return False
-    day = str(row["day"])
-    await add(
-        conn,
-        day,
-        user_key(salt, day, int(row["user_id"])),
-        accepted=delta_accepted,
-        billed=delta_billed,
-        unbilled=delta_unbilled,
-    )
-    await conn.execute(
-        "UPDATE jobs SET ledger_accepted = ledger_accepted | ?, "
-        "ledger_billed = ledger_billed | ?, ledger_unbilled = ledger_unbilled | ? "
-        "WHERE id = ?",
-        (delta_accepted, delta_billed, delta_unbilled, row["id"]),
-    )
-    return True
+# The ledger is kept by triggers, so a count is written by the very statement that
+# writes the job state proving it (one atomic statement, whoever runs it). `ledger_key`
+# is set on the job row when it is created (JobStore.create: user_key of its day).
+TRIGGERS = f"""
+    CREATE TRIGGER jobs_ledger_on_insert AFTER INSERT ON jobs
+    WHEN NEW.ledger_key IS NOT NULL {_trigger_body()}
+    CREATE TRIGGER jobs_ledger_on_update AFTER UPDATE OF state, task_id, task_status ON jobs
+    WHEN NEW.ledger_key IS NOT NULL {_trigger_body()}
+"""

@@ -20,6 +20,7 @@ from services.storage.backup import BackupError, backup_database
 from services.storage.database import MIGRATIONS, Database
 from services.storage.jobs import FINAL_STATES, JobStore
 from services.storage.ledger import TOTAL_KEY, LedgerCounts
+from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
 from services.storage.retention import Pruned, Retention, run_forever
 from services.storage.uploads import UploadCache
@@ -161,6 +162,19 @@ async def test_forget_user_keeps_running_jobs(open_db: Callable[[], Database]) -
     assert await store.get(done.id) is None
     assert await store.get(running.id) is not None
     assert await profiles.get(4) is None
+
+
+async def test_language_choice_is_stored_replaced_and_forgotten(
+    open_db: Callable[[], Database],
+) -> None:
+    prefs = PrefsStore(open_db())
+    await prefs.set_language(5, "ru")
+    await prefs.set_language(6, "ar")
+    await prefs.set_language(5, "fa")
+    assert await prefs.languages() == {5: "fa", 6: "ar"}
+    assert await prefs.forget(5)
+    assert not await prefs.forget(5)
+    assert await prefs.languages() == {6: "ar"}
 
 
 # ---- the quota ledger ---------------------------------------------------------------------

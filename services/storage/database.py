@@ -81,7 +81,11 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
-    # 2: the quota ledger (services/storage/ledger.py) and its salt; per-job flags saying
+    # 2: the language a user chose with /language (wins over their app's language).
+    """
+    CREATE TABLE user_prefs (user_id INTEGER PRIMARY KEY, language TEXT NOT NULL);
+    """,
+    # 3: the quota ledger (services/storage/ledger.py) and its salt; per-job flags saying
     # what the ledger already holds for the job, and /forget of a job still running.
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -113,7 +117,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     + ledger.TRIGGERS,
 )
-LEDGER_VERSION = 2
+LEDGER_VERSION = 3
 FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs
 
 

@@ -19,7 +19,7 @@ from services.storage.database import Database
 from services.storage.ledger import LedgerCounts
 
 # A job in one of these states is over: nothing writes it again except the user's Retry.
-# (The jobs_forget_on_end trigger of migration 2 lists the same states.)
+# (The jobs_forget_on_end trigger of migration 3 lists the same states.)
 FINAL_STATES = (
     JobState.DELIVERED,
     JobState.FAILED,
@@ -122,7 +122,7 @@ class JobStore:
     async def update(self, job: Job, **changes: Any) -> Job:
         """Writes the given columns and returns the job with them applied.
 
-        In the same statement (triggers, see migration 2), the quota ledger records what
+        In the same statement (triggers, see migration 3), the quota ledger records what
         the change proves (a task id stored: accepted; SUCCEEDED: billed; a task DashScope
         ended FAILED or CANCELED: not billed), and a job the user asked to forget while it
         ran is deleted once it reaches a final state."""

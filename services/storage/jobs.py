@@ -172,27 +172,29 @@ class JobStore:
     async def count_used(self, day: str, user_id: int | None = None) -> int:
         """Try-ons of the day that count towards the quotas (one user's, or the whole
         bot's): jobs admitted and not yet accepted by DashScope, plus the ledger's accepted
-        tasks that DashScope did not end FAILED or CANCELED. /forget lowers neither."""
+        tasks that DashScope did not end FAILED or CANCELED. /forget lowers neither.
+        One statement: a job being accepted meanwhile is counted exactly once."""
         admitted = tuple(s.value for s in _ADMITTED_STATES)
-        sql = (
+        pending = (
             "SELECT COUNT(*) FROM jobs WHERE day = ? AND ledger_accepted = 0 "
             f"AND state IN ({_marks(admitted)})"
         )
-        params: tuple[Any, ...] = (day, *admitted)
+        pending_params: list[Any] = [day, *admitted]
+        ledger_where, ledger_params = await self._ledger_where(day, user_id)
         if user_id is not None:
-            sql += " AND user_id = ?"
-            params += (user_id,)
-        row = await self._db.fetchone(sql, params)
-        pending = int(row[0]) if row else 0
-        return pending + (await self.ledger_counts(day, user_id)).used
+            pending += " AND user_id = ?"
+            pending_params.append(user_id)
+        row = await self._db.fetchone(
+            f"SELECT ({pending}) + (SELECT COALESCE(SUM(accepted - unbilled), 0) "
+            f"FROM quota_ledger WHERE {ledger_where})",
+            [*pending_params, *ledger_params],
+        )
+        return int(row[0]) if row else 0
 
     async def ledger_counts(self, day: str, user_id: int | None = None) -> LedgerCounts:
         """The ledger's counts of the day, for one user or the whole bot (its per-user
         rows, or the day's total once retention folded them into it)."""
-        where, params = "day = ?", [day]
-        if user_id is not None:
-            salt = await self._ledger_salt()
-            where, params = "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
+        where, params = await self._ledger_where(day, user_id)
         row = await self._db.fetchone(
             "SELECT COALESCE(SUM(accepted), 0), COALESCE(SUM(billed), 0), "
             f"COALESCE(SUM(unbilled), 0) FROM quota_ledger WHERE {where}",
@@ -200,6 +202,12 @@ class JobStore:
         )
         assert row is not None
         return LedgerCounts(int(row[0]), int(row[1]), int(row[2]))
+
+    async def _ledger_where(self, day: str, user_id: int | None) -> tuple[str, list[Any]]:
+        if user_id is None:
+            return "day = ?", [day]
+        salt = await self._ledger_salt()
+        return "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
 
     async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         await self._db.execute(

@@ -38,6 +38,7 @@ from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
+from services.storage.retention import Retention, run_forever
 from services.storage.stats import StatsStore
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
@@ -113,9 +114,13 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
             application, settings.conversation_timeout, settings.sweep_interval
         )
     )
-    watcher = admin.JobWatcher(tools, svc.store.count_billable)
+    watcher = admin.JobWatcher(tools, svc.store.count_used)
     watching = asyncio.create_task(watcher.run(min(settings.sweep_interval, 5.0)))
-    application.bot_data[BACKGROUND_KEY] = [sweeper, watching]
+    # Prunes what is past its retention now, then hourly (see services/storage/retention.py).
+    pruner = asyncio.create_task(
+        run_forever(Retention(db, retention_days=settings.retention_days)), name="retention"
+    )
+    application.bot_data[BACKGROUND_KEY] = [sweeper, watching, pruner]
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,
@@ -276,8 +281,11 @@ def _observe_dashscope(
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
-    for task in application.bot_data.get(BACKGROUND_KEY, []):
+    background: list[asyncio.Task[None]] = application.bot_data.get(BACKGROUND_KEY, [])
+    for task in background:
         task.cancel()
+    if background:  # let them end (a prune rolls back) before the database closes
+        await asyncio.wait(background, timeout=5)
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()

@@ -24,6 +24,7 @@ DEFAULT_PRICES: tuple[tuple[str, float], ...] = (
     ("parsing", 0.004),
     ("refiner", 0.30),
 )
+DATABASE_NAME = "tryon.sqlite3"
 
 
 class SettingsError(Exception):
@@ -57,6 +58,7 @@ class Settings:
     request_timeout: float = 30.0
     status_interval: float = 5.0
     sweep_interval: float = 30.0
+    retention_days: int = 30
     log_level: str = "INFO"
     admin_ids: frozenset[int] = frozenset()
     prices: tuple[tuple[str, float], ...] = DEFAULT_PRICES
@@ -69,7 +71,7 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "tryon.sqlite3"
+        return self.data_dir / DATABASE_NAME
 
     @property
     def webhook_path(self) -> str:
@@ -226,6 +228,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_REQUEST_TIMEOUT": ("request_timeout", _number(float, 0.1, 600)),
     "TRYON_STATUS_INTERVAL": ("status_interval", _number(float, 0.05, 600)),
     "TRYON_SWEEP_INTERVAL": ("sweep_interval", _number(float, 0.05, 3600)),
+    "TRYON_RETENTION_DAYS": ("retention_days", _number(int, 1, 3650)),
     "TRYON_LOG_LEVEL": ("log_level", _log_level),
     "TRYON_ADMIN_IDS": ("admin_ids", _chat_ids),
     "TRYON_PRICES": ("prices", _prices),
@@ -245,10 +248,7 @@ def load_settings(
 
     Every problem is collected, so one run names all of them (SettingsError.problems).
     """
-    values: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
+    values = _read_values(environ, env_file)
     kwargs: dict[str, object] = {}
     problems: list[str] = []
     notes: list[str] = []
@@ -281,3 +281,19 @@ def load_settings(
     if problems:
         raise SettingsError(*problems)
     return Settings(**kwargs, notes=tuple(notes))  # type: ignore[arg-type]
+
+
+def load_database_path(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Path:
+    """The database's path from TRYON_DATA_DIR alone (`tryon-bot backup` needs no tokens)."""
+    raw = _read_values(environ, env_file).get("TRYON_DATA_DIR", "").strip()
+    return (Path(raw) if raw else Path("./data")) / DATABASE_NAME
+
+
+def _read_values(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values

@@ -70,7 +70,7 @@ def check_data_dir(data_dir: Path) -> str | None:
     note = None
     if not path.exists():
         try:
-            path.mkdir(parents=True)
+            path.mkdir(mode=0o700, parents=True)
         except OSError as error:
             raise StartupError(
                 f"TRYON_DATA_DIR {path} does not exist and cannot be created "
@@ -108,7 +108,7 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -118,7 +118,7 @@ async def stats_text(context: Context, now: float | None = None) -> tuple[str, l
         f"{tools.config.max_concurrent} slots in use"
     )
     budget = tools.config.daily_budget
-    used = await svc.store.count_billable(today)
+    used = await svc.store.count_used(today)
     lines.append(
         f"daily budget: {used} of {budget} used ({used / budget * 100:.0f} %)"
         if budget

@@ -46,6 +46,7 @@ class Settings:
     status_interval: float = 5.0
     sweep_interval: float = 30.0
     log_level: str = "INFO"
+    hd: bool = True  # the ✨ HD button (aitryon-refiner)
 
     @property
     def database_path(self) -> Path:
@@ -97,6 +98,13 @@ def _api_key(name: str, value: str) -> str:
     return value
 
 
+def _on_off(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {value!r}")
+    return lowered == "on"
+
+
 def _log_level(name: str, value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -128,6 +136,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_STATUS_INTERVAL": ("status_interval", _number(float, 0.05, 600)),
     "TRYON_SWEEP_INTERVAL": ("sweep_interval", _number(float, 0.05, 3600)),
     "TRYON_LOG_LEVEL": ("log_level", _log_level),
+    "TRYON_HD": ("hd", _on_off),
 }
 REQUIRED = ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY")
 

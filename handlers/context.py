@@ -20,6 +20,8 @@ from services.i18n import Texts, language_for
 from services.images.intake import ImageIntake
 from services.storage.jobs import JobStore
 from services.storage.profiles import ProfileStore
+from services.tryon.features import Features
+from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import TryOnRunner
 from services.tryon.quota import QuotaPolicy
 from services.tryon.scheduler import TryOnScheduler
@@ -41,6 +43,8 @@ class BotServices:
     scheduler: TryOnScheduler
     runner: TryOnRunner
     quota: QuotaPolicy
+    garments: KeptGarments
+    features: Features
 
 
 def lang_of(update: object) -> str:

@@ -210,7 +210,7 @@ class Job:
         )
 
     def another_take(self) -> Job:
-        """"Another take": the same inputs as a new task, replying to this result."""
+        """The "Another take" button: the same inputs as a new task, replying to this result."""
         return replace(self.rerun(), request_message_id=self.result_message_id)
 
 

@@ -97,9 +97,7 @@ class DashScopeClient:
 
     async def get_upload_policy(self, model: str | None = None) -> UploadPolicy:
         """An upload credential; files uploaded with it are only usable by `model`."""
-        url = URL(self._base + "/uploads").with_query(
-            action="getPolicy", model=model or self.model
-        )
+        url = URL(self._base + "/uploads").with_query(action="getPolicy", model=model or self.model)
         obtained_at = time.monotonic()
         reply = await self._call("policy", "GET", url, headers=self._auth())
         return parse_policy(reply, obtained_at)

@@ -181,9 +181,9 @@ async def on_gender(update: Update, context: Context) -> None:
         await query.answer()
         return
     await context.services.profiles.set_gender(query.from_user.id, gender)
-    if isinstance(query.message, Message):
-        await context.services.gateway.edit_markup(query.message)
-    if job_id and job_id != "-":
+    if job_id and job_id != "-":  # the HD question: answered, its buttons go
+        if isinstance(query.message, Message):
+            await context.services.gateway.edit_markup(query.message)
         await _hd(update, context, sure=False)
         return
     await query.answer(context.t("gender_saved", gender=context.t(f"gender_{gender}")))

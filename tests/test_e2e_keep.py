@@ -361,3 +361,48 @@ async def test_hd_button_hidden_when_off_or_when_the_refiner_is_refused(
         assert not any(t("en", "btn_hd") in label for label, _ in result.buttons)
     refused = [r for r in caplog.records if "aitryon-refiner is not available" in r.message]
     assert len(refused) == 1 and refused[0].levelname == "ERROR"
+
+
+async def test_keep_in_a_group_with_the_typed_command(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ds.enable_models(PARSING_MODEL)
+    group = tg.group(-100_222, "Shop")
+    ann = Actor(tg, 2015, chat=group)
+    await ann.command("tryon")
+    step2 = await ann.photo(jpeg(seed=30))
+    assert step2.force_reply and "/keep" in step2.body
+    await ann.command("keep", reply_to=step2)
+    since = len(tg.sent)
+    await ann.photo(jpeg(seed=31))
+    result = await ann.result(since)
+    assert "-crop-" in ds.submits[0]["body"]["input"]["top_garment_url"]
+    assert result.reply_to_message_id is not None
+
+
+@LANGS
+async def test_me_shows_and_changes_the_gender_and_forget_deletes_it(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+    lang: str,
+) -> None:
+    profiles = services_of(bot).profiles
+    ann = Actor(tg, 2016, lang=lang)
+    await ann.command("me")
+    await ann.photo(jpeg(seed=32))
+    me = await ann.command("me")
+    assert t(lang, "me_gender_unset") in me.body
+    tg.press_button(ann.chat, ann.user, me, me.button_data(t(lang, "btn_gender_man")))
+    await tg.wait_for(lambda: any(a.get("text") for a in tg.callback_answers))
+    assert await profiles.gender(2016) == "man"
+    me = await ann.command("me")
+    assert t(lang, "me_gender", gender=t(lang, "gender_man")) in me.body
+    assert any(t(lang, "btn_me_delete") in label for label, _ in me.buttons)
+    tg.press_button(ann.chat, ann.user, me, me.button_data(t(lang, "btn_me_delete")))
+    await tg.wait_for(lambda: t(lang, "me_deleted") in me.edits)
+    assert await profiles.gender(2016) == "man"  # deleting the photo keeps the gender
+    await ann.command("forget")
+    assert await profiles.gender(2016) is None

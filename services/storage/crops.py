@@ -31,5 +31,8 @@ class CropStore:
             (unique_id, slot, url, made_at),
         )
 
+    async def forget(self, unique_id: str) -> None:
+        await self._db.execute("DELETE FROM crops WHERE file_unique_id = ?", (unique_id,))
+
     async def prune(self, before: float) -> None:
         await self._db.execute("DELETE FROM crops WHERE made_at <= ?", (before,))

@@ -81,6 +81,10 @@ class KeptGarments:
         except (DashScopeError, ImageRejected, FileUnavailable) as error:
             self._log_failure(slot, error)
             return None, now  # not remembered: the next try-on asks again
+        except Exception:  # a bug here must not cost the user their try-on
+            log.exception("kept %s: unexpected error; the model picks", slot)
+            return None, now
+        await self._crops.prune(now - CROP_LIFETIME)
         await self._crops.remember(person.unique_id, slot, url, now)
         log.info(
             "kept %s: %s in %.2f s",
@@ -102,6 +106,10 @@ class KeptGarments:
                 )
             return
         log.warning("kept %s: parsing failed (%r); the model picks", slot, error)
+
+    async def forget(self, person: InputImage) -> None:
+        """/forget: the crops made from this person photo."""
+        await self._crops.forget(person.unique_id)
 
     async def close(self) -> None:
         tasks = list(self._in_flight.values())

@@ -17,13 +17,18 @@ ACCOUNT_CODES = frozenset(
 class Features:
     hd: bool = True  # TRYON_HD; turned off for the run when the refiner is refused
 
-    def refiner_refused(self, code: str | None) -> None:
-        """The refiner answered "model not found/access denied": hide HD for this run."""
-        if code in ACCOUNT_CODES or not self.hd:
-            return
+    def refiner_refused(self, code: str | None) -> bool:
+        """The refiner refused the account: unless that is the whole account's problem
+        (key, billing), it is "model not found/access denied": hide HD for this run.
+        Returns whether it was the refiner's."""
+        if code in ACCOUNT_CODES:
+            return False
+        if not self.hd:
+            return True
         self.hd = False
         log.error(
             "aitryon-refiner is not available to this account (%s): the HD button is hidden "
             "until the bot restarts (set TRYON_HD=off to hide it for good)",
             code,
         )
+        return True

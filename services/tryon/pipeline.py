@@ -416,9 +416,11 @@ class TryOnRunner:
 
     async def _fail(self, job: Job, error: BaseException) -> Job:
         failure = failure_of(error)
-        if failure.kind.operator_problem and job.model == REFINER_MODEL:
-            self.features.refiner_refused(failure.code)  # hides HD; logged once
-        elif failure.kind.operator_problem:
+        account = failure.kind.operator_problem
+        if account and job.model == REFINER_MODEL:
+            # Only the refiner is refused: HD is hidden for the run (logged once there).
+            account = not self.features.refiner_refused(failure.code)
+        if account:
             log.error(
                 "job %s: DashScope refuses the account (%s): check the API key/billing",
                 job.id,

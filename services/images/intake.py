@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
 UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
 BIG_FILE = 4 * 1024 * 1024  # bytes above which an image is decoded alone
+RECENT_UPLOADS = 256
 
 
 class PolicyCache:
@@ -88,6 +90,9 @@ class ImageIntake:
         self._big_gate = asyncio.Semaphore(1)
         self._in_flight: dict[tuple[str, str], asyncio.Future[InputImage]] = {}
         self._background: set[asyncio.Task[InputImage]] = set()
+        # The last uploads made here: a caller that missed the cache while an upload was
+        # finishing (and so found it no longer in flight) still gets it, not a second one.
+        self._recent: OrderedDict[tuple[str, str], InputImage] = OrderedDict()
         self._clock = clock
 
     def usable(self, image: InputImage) -> bool:
@@ -174,6 +179,9 @@ class ImageIntake:
             except (DashScopeError, ImageRejected):
                 break  # a background upload failed: try again here
             return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
+        recent = self._recent.get(key)
+        if recent is not None and self.usable(recent):
+            return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
         return await self._single_flight(key, self._download_check_upload(image, model))
 
     async def _single_flight(
@@ -183,6 +191,9 @@ class ImageIntake:
         self._in_flight[key] = future
         try:
             prepared = await work
+            self._recent[key] = prepared
+            if len(self._recent) > RECENT_UPLOADS:
+                self._recent.popitem(last=False)
         except asyncio.CancelledError:
             future.cancel()
             raise

@@ -133,7 +133,8 @@ async def _hd(update: Update, context: Context, *, sure: bool) -> None:
         return
     job = await _source(update, context)
     if job is None:
-        await query.answer(failure_text(context.texts, context.lang, _EXPIRED), show_alert=True)
+        expired = failure_text(context.texts, context.lang, FailureKind.HD_EXPIRED)
+        await query.answer(expired, show_alert=True)
         return
     gender = await svc.profiles.gender(job.user_id)
     try:
@@ -189,14 +190,18 @@ async def on_gender(update: Update, context: Context) -> None:
     await query.answer(context.t("gender_saved", gender=context.t(f"gender_{gender}")))
 
 
-_EXPIRED = FailureKind.HD_EXPIRED
-
-
 def register(application: Application) -> None:  # type: ignore[type-arg]
     application.add_handler(CallbackQueryHandler(on_full_size, pattern=pattern(Action.FULL)))
     application.add_handler(CallbackQueryHandler(on_retry, pattern=pattern(Action.RETRY)))
-    for action in (Action.TAKE, Action.TAKE_SURE):
-        application.add_handler(CallbackQueryHandler(on_take, pattern=pattern(action)))
-    for action in (Action.HD, Action.HD_SURE):
-        application.add_handler(CallbackQueryHandler(on_hd, pattern=pattern(action)))
-    application.add_handler(CallbackQueryHandler(on_gender, pattern=pattern(Action.GENDER)))
+    # These start a job, and posting its status message may wait out a group's flood
+    # control: like the conversation's submitting steps, they must not hold up others.
+    for action, callback in (
+        (Action.TAKE, on_take),
+        (Action.TAKE_SURE, on_take),
+        (Action.HD, on_hd),
+        (Action.HD_SURE, on_hd),
+        (Action.GENDER, on_gender),
+    ):
+        application.add_handler(
+            CallbackQueryHandler(callback, pattern=pattern(action), block=False)
+        )

@@ -4,6 +4,7 @@ Chinese (labels and texts are taken from the catalogs, so each test runs in both
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from tests.actors import Actor
 from tests.doubles.dashscope import PARSING_MODEL, REFINER_MODEL, FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
 from tests.harness import jpeg, make_settings, running_bot, services_of
+from tests.test_restart import Bot, operator
+
+__all__ = ["operator"]  # the subprocess bot fixture of the restart tests
 
 TEXTS = Texts.load()
 LANGS = pytest.mark.parametrize("lang", ["en", "zh-hans"])
@@ -406,3 +410,30 @@ async def test_me_shows_and_changes_the_gender_and_forget_deletes_it(
     assert await profiles.gender(2016) == "man"  # deleting the photo keeps the gender
     await ann.command("forget")
     assert await profiles.gender(2016) is None
+
+
+async def test_hd_job_survives_sigkill(tg: FakeTelegram, ds: FakeDashScope, operator: Bot) -> None:
+    """The bot is killed while the refiner works: the HD job resumes, is delivered once."""
+    ds.enable_models(REFINER_MODEL)
+    await operator.start()
+    ann = Actor(tg, 2017)
+    since = await ann.try_on(top=jpeg(seed=33))
+    result = await ann.result(since)
+    question = await ann.press(result, t("en", "btn_hd"))
+    ds.hold_tasks()
+    since = len(tg.sent)
+    await ann.press(question, t("en", "btn_gender_woman"))
+    await operator.until(
+        lambda: (
+            operator.rows("SELECT kind, state FROM jobs WHERE kind = 'refine'")
+            == [("refine", "running")]
+        )
+    )
+    await operator.stop(signal.SIGKILL)
+    ds.complete(ds.submits[1]["task_id"])
+    await operator.start()
+    hd = await ann.next_from_bot(since, is_document)
+    assert hd.reply_to_message_id == result.message_id
+    await operator.until(lambda: operator.job_states() == ["delivered", "delivered"])
+    assert len(ds.submits) == 2
+    assert operator.rows("SELECT gender FROM profiles WHERE user_id = 2017") == [("woman",)]

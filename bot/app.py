@@ -34,12 +34,15 @@ from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
 from services.metrics import Health, Metrics
 from services.retry import RetryPolicy
+from services.storage.crops import CropStore
 from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
 from services.storage.retention import Retention, run_forever
 from services.storage.stats import StatsStore
+from services.tryon.features import Features
+from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
 from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
@@ -50,6 +53,7 @@ METRICS_KEY = "metrics"
 HEALTH_KEY = "health"
 WEB_KEY = "web"
 STARTUP_DASHSCOPE_TIMEOUT = 5.0
+PARSING_QPS = 10  # aitryon-parsing-v1 allows 10 requests per second
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -217,6 +221,7 @@ def build_services(
         query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
         observer=lambda endpoint, status: _observe_dashscope(application, endpoint, status),
+        parse_limiter=SlidingWindowLimiter(PARSING_QPS),
     )
     # Telegram's flood waits and outages last longer than DashScope's hiccups.
     telegram_retry = replace(retry, max_delay=30.0)
@@ -229,10 +234,13 @@ def build_services(
         limits=ImageLimits(max_side=settings.max_image_side),
     )
     scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
+    features = Features(hd=settings.hd)
+    garments = KeptGarments(intake, dashscope, CropStore(db))
     notifier = OperatorNotifier(
         gateway,
         texts,
         StatusConfig(status_interval=settings.status_interval),
+        features,
         tools=application.bot_data[admin.ADMIN_KEY],
     )
     runner = TryOnRunner(
@@ -244,6 +252,8 @@ def build_services(
         config=RunnerConfig(
             poll_interval=settings.poll_interval, task_deadline=settings.task_deadline
         ),
+        garments=garments,
+        features=features,
     )
     quota = QuotaPolicy(
         store,
@@ -265,6 +275,8 @@ def build_services(
         scheduler=scheduler,
         runner=runner,
         quota=quota,
+        garments=garments,
+        features=features,
     )
 
 
@@ -289,6 +301,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
+        await svc.garments.close()
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

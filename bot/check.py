@@ -159,6 +159,15 @@ async def check_dashscope(settings: Settings, report: Report) -> None:
     for probe in await probe_all(account_config(settings)):
         if probe.ok:
             report.ok(f"DashScope: {probe.line}")
+        elif probe.optional and not probe.account_problem and probe.problem != "network":
+            report.note(
+                f"DashScope ({probe.model}, optional): {probe.line}; without it "
+                + (
+                    "the ✨ HD button is hidden (or set TRYON_HD=off)"
+                    if "refiner" in probe.model
+                    else "'keep my garment' does not work"
+                )
+            )
         else:
             report.fail(f"DashScope ({probe.model}): {probe.line}")
 

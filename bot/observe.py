@@ -4,6 +4,7 @@ account-problem reports and a few metrics, and the upload cache with reuse count
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from telegram.error import BadRequest, Forbidden
 
@@ -19,6 +20,7 @@ from services.metrics import Metrics
 from services.model import FailureKind, Job
 from services.storage.database import Database
 from services.storage.uploads import UploadCache
+from services.tryon.features import Features
 from services.tryon.ports import Receipt, Undeliverable
 
 MODEL_UNAVAILABLE_REPORT_AFTER = 60.0  # seconds of ModelUnavailable before admins hear of it
@@ -30,9 +32,15 @@ class OperatorNotifier(TelegramNotifier):
     only when an admin really got the report; otherwise fail_service_unavailable_plain."""
 
     def __init__(
-        self, gateway: TelegramGateway, texts: Texts, config: StatusConfig, *, tools: AdminTools
+        self,
+        gateway: TelegramGateway,
+        texts: Texts,
+        config: StatusConfig,
+        features: Features | None = None,
+        *,
+        tools: AdminTools,
     ) -> None:
-        super().__init__(gateway, texts, config)
+        super().__init__(gateway, texts, config, features)
         self._tools = tools
         self._model_unavailable_since: float | None = None
 
@@ -52,12 +60,13 @@ class OperatorNotifier(TelegramNotifier):
             await self._model_unavailable(job)
         if kind is not FailureKind.SERVICE_UNAVAILABLE:
             return await super().failed(job, kind)
-        probe = explain(
-            job.model,
-            DashScopeError(job.error_code or "Unknown", ""),
-            self._tools.account.config.base_url,
+        config = self._tools.account.config
+        probe = replace(
+            explain(job.model, DashScopeError(job.error_code or "Unknown", ""), config.base_url),
+            optional=job.model != config.models[0],  # e.g. the refiner: HD only
         )
-        await self._tools.account.set(probe)
+        if probe.account_problem:
+            await self._tools.account.set(probe)
         if self._tools.reporter.recently_notified(ACCOUNT):
             return await super().failed(job, kind)  # "… the bot's owner has been notified"
         text = self.texts.get(job.lang, "fail_service_unavailable_plain")

@@ -60,6 +60,7 @@ class Settings:
     sweep_interval: float = 30.0
     retention_days: int = 30
     log_level: str = "INFO"
+    hd: bool = True  # the ✨ HD button (aitryon-refiner)
     admin_ids: frozenset[int] = frozenset()
     prices: tuple[tuple[str, float], ...] = DEFAULT_PRICES
     http_port: int | None = None
@@ -82,13 +83,11 @@ class Settings:
         return dict(self.prices).get(name, 0.0)
 
     def models_in_use(self) -> tuple[str, ...]:
-        """The try-on model, plus the parsing and refiner models when they are enabled."""
-        models = [self.tryon_model]
-        for attr in ("parsing_model", "refiner_model"):
-            extra = getattr(self, attr, "")
-            if isinstance(extra, str) and extra and extra not in models:
-                models.append(extra)
-        return tuple(models)
+        """The try-on model first (required), then the optional ones: the parsing model
+        (keep my garment) and, with TRYON_HD on, the refiner."""
+        from services.dashscope.client import PARSING_MODEL, REFINER_MODEL
+
+        return (self.tryon_model, PARSING_MODEL, *((REFINER_MODEL,) if self.hd else ()))
 
     def secrets(self) -> list[str]:
         return [self.telegram_bot_token, self.dashscope_api_key, self.telegram_webhook_secret]
@@ -180,6 +179,8 @@ def _webhook_secret(name: str, value: str) -> str:
 
 
 def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, frozenset):
         return ",".join(str(v) for v in sorted(value))
     if isinstance(value, tuple):
@@ -196,6 +197,13 @@ def _unquote(name: str, value: str) -> tuple[str, str | None]:
         )
         return value[1:-1].strip(), note
     return value, None
+
+
+def _on_off(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {value!r}")
+    return lowered == "on"
 
 
 def _log_level(name: str, value: str) -> str:
@@ -236,6 +244,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_HTTP_HOST": ("http_host", lambda _n, v: v),
     "TELEGRAM_WEBHOOK_URL": ("telegram_webhook_url", _url),
     "TELEGRAM_WEBHOOK_SECRET": ("telegram_webhook_secret", _webhook_secret),
+    "TRYON_HD": ("hd", _on_off),
 }
 SETTING_NAMES = tuple(_FIELDS)
 REQUIRED = ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY")

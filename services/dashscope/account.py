@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 
@@ -29,6 +29,7 @@ class Probe:
     model: str
     problem: str | None  # None: fine; else key/region/arrears/model/access/network/server
     line: str  # what it means and the fix
+    optional: bool = False  # a model only some features need (parsing, refiner)
 
     @property
     def ok(self) -> bool:
@@ -36,6 +37,9 @@ class Probe:
 
     @property
     def account_problem(self) -> bool:
+        """A problem that stops every try-on: the whole account's, or the try-on model's."""
+        if self.optional and self.problem in ("model", "access"):
+            return False
         return self.problem in ACCOUNT_PROBLEMS
 
 
@@ -97,11 +101,13 @@ def explain(model: str, error: DashScopeError, base_url: str) -> Probe:
 class AccountConfig:
     api_key: str = field(repr=False)
     base_url: str
-    models: tuple[str, ...]  # every model the bot will use
+    models: tuple[str, ...]  # every model the bot will use; the first one is required
     request_timeout: float = 15.0
 
 
-async def probe_model(session: aiohttp.ClientSession, config: AccountConfig, model: str) -> Probe:
+async def probe_model(
+    session: aiohttp.ClientSession, config: AccountConfig, model: str, *, optional: bool = False
+) -> Probe:
     client = DashScopeClient(
         session,
         api_key=config.api_key,
@@ -113,14 +119,17 @@ async def probe_model(session: aiohttp.ClientSession, config: AccountConfig, mod
     try:
         await client.get_upload_policy()
     except DashScopeError as error:
-        return explain(model, error, config.base_url)
-    return Probe(model, None, f"DashScope key accepted, model {model} available")
+        return replace(explain(model, error, config.base_url), optional=optional)
+    return Probe(model, None, f"DashScope key accepted, model {model} available", optional)
 
 
 async def probe_all(config: AccountConfig) -> list[Probe]:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return [await probe_model(session, config, m) for m in config.models]
+        return [
+            await probe_model(session, config, model, optional=index > 0)
+            for index, model in enumerate(config.models)
+        ]
 
 
 class AccountWatch:
@@ -147,7 +156,7 @@ class AccountWatch:
         self.checked_at = self._clock()
         found = next((p for p in probes if p.account_problem), None)
         for probe in probes:
-            if probe.problem == "network":
+            if probe.problem == "network" or (probe.problem and not probe.account_problem):
                 log.warning("DashScope check: %s", probe.line)
         await self.set(found)
         return found

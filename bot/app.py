@@ -19,12 +19,13 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping, results
+from handlers import bursts, commands, guards, housekeeping, results
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.ordering import PerUserOrderedProcessor
 from services.dashscope import DashScopeClient
 from services.dashscope.ratelimit import SlidingWindowLimiter
 from services.i18n import LANGUAGES, Texts
@@ -64,11 +65,14 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .media_write_timeout(60)
         .read_timeout(15)
         .job_queue(None)
+        # Chats (and members) concurrently, each (chat, user) in order: handlers/ordering.py.
+        .concurrent_updates(PerUserOrderedProcessor())
         .context_types(CONTEXT_TYPES)
         .build()
     )
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
+    bursts.register(application)
     guards.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
@@ -83,12 +87,14 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     db: Database = application.bot_data["db"]
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
+    application.bot_data[bursts.BURSTS_KEY] = bursts.BurstGuard(svc.gateway)
     await set_commands(application, svc.texts)
     resumed = await svc.runner.resume()
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval
-        )
+        ),
+        name="expire-idle-flows",
     )
     application.bot_data[BACKGROUND_KEY] = [sweeper]
     log.info(
@@ -196,11 +202,14 @@ async def set_commands(application: Application, texts: Texts) -> None:  # type:
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
-    for task in application.bot_data.get(BACKGROUND_KEY, []):
+    background: list[asyncio.Task[None]] = application.bot_data.get(BACKGROUND_KEY, [])
+    for task in background:
         task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
+        await svc.gateway.close()  # messages still queued behind a flood wait are given up
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

@@ -30,6 +30,6 @@ async def on_error(update: object, context: Context) -> None:
     if not isinstance(update, Update) or chat is None or isinstance(error, Forbidden):
         return
     try:
-        await say(update, context, context.t("internal_error"))
+        await say(update, context, context.t("internal_error"), droppable=True)
     except Exception as send_error:  # the apology itself failed: nothing more to do
         log.warning("Could not send the apology: %r", send_error)

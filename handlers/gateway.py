@@ -304,15 +304,16 @@ class TelegramGateway:
         """`listener(chat_id, message_id)` after every message Telegram accepted."""
         self._listeners.append(listener)
 
-    def _sent(self, chat_id: int, result: object) -> None:
-        self.budget.record(chat_id)
-        if isinstance(result, Message):
-            for listener in self._listeners:
-                listener(result.chat_id, result.message_id)
-
     # ---- the calls ---------------------------------------------------------------------
 
-    async def _attempt(self, chat_id: int, send: Callable[[], Awaitable[T]], urgency: Urgency) -> T:
+    async def _attempt(
+        self,
+        chat_id: int,
+        send: Callable[[], Awaitable[T]],
+        urgency: Urgency,
+        *,
+        new_message: bool = True,
+    ) -> T:
         """One request: refused at once for an unreachable chat; a 403 marks the chat."""
         self._check(chat_id)
         await self.rate.take(urgency)
@@ -327,7 +328,10 @@ class TelegramGateway:
             self.budget.block(chat_id, wait)
             log.warning("Flood control in chat %s: %.1f s", chat_id, wait)
             raise
-        self._sent(chat_id, result)
+        self.budget.record(chat_id)
+        if new_message and isinstance(result, Message):
+            for listener in self._listeners:
+                listener(result.chat_id, result.message_id)
         return result
 
     async def reliably(
@@ -595,7 +599,7 @@ class TelegramGateway:
         if self.is_unreachable(chat_id) or self.budget.blocked_for(chat_id) > 0:
             return False
         try:
-            await self._attempt(chat_id, call, Urgency.NOTICE)
+            await self._attempt(chat_id, call, Urgency.NOTICE, new_message=False)
         except TelegramError as error:
             log.info("Could not %s in chat %s: %s", what, chat_id, error)
             return False

@@ -16,7 +16,7 @@ import pytest
 from telegram.ext import Application
 
 from bot.settings import Settings
-from handlers import housekeeping
+from handlers import drafts, housekeeping
 from handlers.bursts import FLOOD_MAX, MUTE_SECONDS
 from services.i18n import Texts
 from tests.actors import Actor
@@ -234,8 +234,8 @@ async def test_the_idle_flow_sweeper_survives_an_exception(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    original = housekeeping.expired_drafts
-    failures = []
+    original = drafts.expired_drafts
+    failures: list[int] = []
 
     def broken(*args: object, **kw: object) -> object:
         if len(failures) < 3:
@@ -243,7 +243,7 @@ async def test_the_idle_flow_sweeper_survives_an_exception(
             raise RuntimeError("sweeper on fire")
         return original(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(housekeeping, "expired_drafts", broken)
+    monkeypatch.setattr(housekeeping, "expired_drafts", broken)  # what the sweeper calls
     settings = make_settings(tg.base_url, ds.base_url, tmp_path / "data", conversation_timeout=1)
     with caplog.at_level(logging.ERROR):
         async with running_bot(settings) as app:

@@ -89,7 +89,11 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     application.bot_data[SERVICES_KEY] = svc
     application.bot_data[bursts.BURSTS_KEY] = bursts.BurstGuard(svc.gateway)
     await set_commands(application, svc.texts)
-    resumed = await svc.runner.resume()
+    try:
+        resumed = await svc.runner.resume()
+    except Exception:  # the bot still starts; the jobs stay in the database
+        log.exception("Could not resume unfinished try-ons; the next start tries again")
+        resumed = 0
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval

@@ -258,3 +258,23 @@ async def test_the_idle_flow_sweeper_survives_an_exception(
             assert not sweeper.done()
         assert sweeper.cancelled()  # stopped cleanly at shutdown
     assert any("sweeper on fire" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+async def test_full_size_under_flood_control_holds_up_not_even_its_user(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 7051)
+    since = await ann.try_on(top=jpeg(seed=1))
+    result = await ann.result(since)
+    tg.flood("sendDocument", ann.chat_id, retry_after=40)
+    tg.press_button(ann.chat, ann.user, result, result.button_data("Full size"))
+    await tg.wait_for_call("sendDocument", lambda c: c.status == 429)
+    started = time.monotonic()
+    tg.send_command(ann.chat, ann.user, "help")  # her next update is handled at once…
+    await handled(tg, bot, timeout=2)
+    assert time.monotonic() - started < 1.5
+    # …and its answer waits, in order, behind the file, for the chat's flood wait to end.
+    assert services_of(bot).gateway.queued() == 2
+    assert [c.method for c in tg.calls_to(ann.chat_id)][-1] == "sendDocument"

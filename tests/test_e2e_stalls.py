@@ -16,7 +16,7 @@ import pytest
 from telegram.ext import Application
 
 from bot.settings import Settings
-from handlers import drafts, housekeeping
+from handlers import bursts, drafts, housekeeping
 from handlers.bursts import FLOOD_MAX, MUTE_SECONDS
 from services.i18n import Texts
 from tests.actors import Actor
@@ -278,3 +278,42 @@ async def test_full_size_under_flood_control_holds_up_not_even_its_user(
     # …and its answer waits, in order, behind the file, for the chat's flood wait to end.
     assert services_of(bot).gateway.queued() == 2
     assert [c.method for c in tg.calls_to(ann.chat_id)][-1] == "sendDocument"
+
+
+async def test_user_data_of_users_without_a_flow_is_forgotten(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    visitors = [Actor(tg, 7061 + n, name=f"V{n}") for n in range(5)]
+    for visitor in visitors:
+        await visitor.command("help")
+    ann = Actor(tg, 7070)
+    await ann.command("tryon")  # a flow: her draft stays
+    await tg.wait_for(lambda: all(v.user["id"] not in bot.user_data for v in visitors) or None)
+    assert "flows" in bot.user_data[7070]
+
+
+async def test_a_burst_seen_only_after_the_prompt_gets_one_notice(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rest of a burst may reach the bot only after the first photo's prompt went out
+    (a later getUpdates batch): then one notice, replying to the photo that was taken."""
+    monkeypatch.setattr(bursts, "_queued_photos", lambda *_: 0)
+    ann = Actor(tg, 7081)
+    await ann.command("tryon")
+    since = len(tg.sent)
+    first = tg.send_photo(ann.chat, ann.user, jpeg(seed=1))
+    for n in range(3):
+        tg.send_photo(ann.chat, ann.user, jpeg(seed=2 + n))
+    await handled(tg, bot)
+    replies = tg.sent[since:]
+    assert [("Step 2" in m.body, m.body == text("burst_taken_person")) for m in replies] == [
+        (True, False),
+        (False, True),
+    ]
+    assert replies[1].reply_to_message_id == first["message_id"]  # "this one was taken"
+    assert len(tg.calls_of("getFile")) == 1 and ds.submits == []

@@ -78,7 +78,12 @@ async def expire_idle_flows_once(app: Application, idle_limit: float) -> None:  
     services: BotServices = app.bot_data[SERVICES_KEY]
     now = time.time()
     for user_id, data in list(app.user_data.items()):
-        for chat_id, draft in expired_drafts(data, idle_limit, now):
+        try:
+            expired = expired_drafts(data, idle_limit, now)
+        except Exception:  # one unreadable draft must not keep the others from expiring
+            log.exception("Could not read the drafts of user %s", user_id)
+            continue
+        for chat_id, draft in expired:
             drop_draft(data, chat_id)
             app.mark_data_for_update_persistence(user_ids=[user_id])
             log.info("Flow of user %s in chat %s expired", user_id, chat_id)

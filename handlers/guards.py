@@ -1,5 +1,7 @@
-"""Checks that run before any other handler (group -1) and stop an update that must
-not go further: buttons pressed by someone else, anonymous admins, the allowlist."""
+"""Checks that run before the other handlers (group -1, right after the burst and flood
+guard of handlers/bursts.py) and stop an update that must not go further: buttons
+pressed by someone else, anonymous admins, the allowlist. Refusals are dropped, not
+waited for, under flood control."""
 
 from __future__ import annotations
 

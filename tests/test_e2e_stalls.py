@@ -317,3 +317,25 @@ async def test_a_burst_seen_only_after_the_prompt_gets_one_notice(
     ]
     assert replies[1].reply_to_message_id == first["message_id"]  # "this one was taken"
     assert len(tg.calls_of("getFile")) == 1 and ds.submits == []
+
+
+async def test_try_again_under_flood_control_does_not_wait_for_its_status_line(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 7091)
+    ds.script_next_task("FAILED", "InternalError")
+    since = await ann.try_on(top=jpeg(seed=1))
+    notice = await ann.next_from_bot(since, lambda m: "Try again" in str(m.buttons))
+    tg.flood("sendMessage", ann.chat_id, retry_after=40)
+    since = len(tg.sent)
+    started = time.monotonic()
+    tg.press_button(ann.chat, ann.user, notice, notice.button_data("Try again"))
+    await tg.wait_for_call("sendMessage", lambda c: c.status == 429)
+    await handled(tg, bot, timeout=2)
+    assert time.monotonic() - started < 1.5
+    # The try-on runs; its status line waits in the outbox for the chat's flood wait (the
+    # result will wait behind it: Telegram's flood wait holds for the whole chat).
+    await ds.wait_for(lambda: len(ds.submits) == 2)
+    assert services_of(bot).gateway.queued() == 1

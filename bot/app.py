@@ -16,12 +16,13 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping, language, results
+from handlers import bursts, commands, guards, housekeeping, language, results
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.ordering import PerUserOrderedProcessor
 from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.dashscope.ratelimit import SlidingWindowLimiter
@@ -64,11 +65,14 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .media_write_timeout(60)
         .read_timeout(15)
         .job_queue(None)
+        # Chats (and members) concurrently, each (chat, user) in order: handlers/ordering.py.
+        .concurrent_updates(PerUserOrderedProcessor())
         .context_types(CONTEXT_TYPES)
         .build()
     )
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
+    bursts.register(application)
     guards.register(application)
     language.register(application)
     application.add_handler(build_conversation())
@@ -85,12 +89,18 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
     svc.languages.update(await svc.prefs.languages())
+    application.bot_data[bursts.BURSTS_KEY] = bursts.BurstGuard(svc.gateway)
     await language.set_commands(application.bot, svc.texts)
-    resumed = await svc.runner.resume()
+    try:
+        resumed = await svc.runner.resume()
+    except Exception:  # the bot still starts; the jobs stay in the database
+        log.exception("Could not resume unfinished try-ons; the next start tries again")
+        resumed = 0
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval
-        )
+        ),
+        name="expire-idle-flows",
     )
     # Prunes what is past its retention now, then hourly (see services/storage/retention.py).
     pruner = asyncio.create_task(
@@ -201,6 +211,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     if svc is not None:
         await svc.runner.stop()
         await svc.garments.close()
+        await svc.gateway.close()  # messages still queued behind a flood wait are given up
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

@@ -19,13 +19,14 @@ from bot.logs import RedactingFilter
 from bot.observe import CountingUploadCache, OperatorNotifier
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import admin, commands, guards, housekeeping, language, results
+from handlers import admin, bursts, commands, guards, housekeeping, language, results
 from handlers.admin_reports import ACCOUNT, AdminReporter
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.ordering import PerUserOrderedProcessor
 from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.dashscope.account import AccountConfig, AccountWatch, Probe
@@ -80,6 +81,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         )
         .get_updates_request(ObservedRequest(metrics, health, connection_pool_size=1))
         .job_queue(None)
+        # Chats (and members) concurrently, each (chat, user) in order: handlers/ordering.py.
+        .concurrent_updates(PerUserOrderedProcessor())
         .context_types(CONTEXT_TYPES)
         .build()
     )
@@ -89,8 +92,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data[HEALTH_KEY] = health
     # The admin tools exist before post_init: the notifier built there reports through them.
     application.bot_data[admin.ADMIN_KEY] = build_admin_tools(application, settings, db)
+    bursts.register(application)
+    admin.register(application, settings.admin_ids)  # before the guards: see handlers/admin
     guards.register(application)
-    admin.register(application, settings.admin_ids)
     language.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
@@ -108,15 +112,21 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     tools: admin.AdminTools = application.bot_data[admin.ADMIN_KEY]
     tools.metrics.track_scheduler(lambda: svc.scheduler.waiting, lambda: svc.scheduler.running)
     svc.languages.update(await svc.prefs.languages())
+    application.bot_data[bursts.BURSTS_KEY] = bursts.BurstGuard(svc.gateway)
     await language.set_commands(application.bot, svc.texts)
     if settings.admin_ids:
         await admin.set_admin_commands(application, svc.texts, settings.admin_ids)
     await check_account(tools)
-    resumed = await svc.runner.resume()
+    try:
+        resumed = await svc.runner.resume()
+    except Exception:  # the bot still starts; the jobs stay in the database
+        log.exception("Could not resume unfinished try-ons; the next start tries again")
+        resumed = 0
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval
-        )
+        ),
+        name="expire-idle-flows",
     )
     watcher = admin.JobWatcher(tools, svc.store.count_used)
     watching = asyncio.create_task(watcher.run(min(settings.sweep_interval, 5.0)))
@@ -302,6 +312,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     if svc is not None:
         await svc.runner.stop()
         await svc.garments.close()
+        await svc.gateway.close()  # messages still queued behind a flood wait are given up
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

@@ -4,15 +4,13 @@ account-problem reports and a few metrics, and the upload cache with reuse count
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-
-from telegram.error import BadRequest, Forbidden
 
 from handlers.admin import AdminTools
 from handlers.admin_reports import ACCOUNT
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.gateway import TelegramGateway
-from handlers.keyboards import failure_markup
 from handlers.texts import Texts
 from services.dashscope import DashScopeError
 from services.dashscope.account import explain
@@ -21,9 +19,23 @@ from services.model import FailureKind, Job
 from services.storage.database import Database
 from services.storage.uploads import UploadCache
 from services.tryon.features import Features
-from services.tryon.ports import Receipt, Undeliverable
+from services.tryon.ports import Receipt
 
 MODEL_UNAVAILABLE_REPORT_AFTER = 60.0  # seconds of ModelUnavailable before admins hear of it
+
+
+class OperatorTexts(Texts):
+    """The same catalogs; fail_service_unavailable ("… the bot's owner has been notified")
+    is only said while an admin really has the report, else fail_service_unavailable_plain."""
+
+    def __init__(self, texts: Texts, notified: Callable[[], bool]) -> None:
+        super().__init__(texts.catalogs)
+        self._notified = notified
+
+    def template(self, lang: str, key: str, n: int | None = None) -> str:
+        if key == "fail_service_unavailable" and not self._notified():
+            key = "fail_service_unavailable_plain"
+        return super().template(lang, key, n)
 
 
 class OperatorNotifier(TelegramNotifier):
@@ -40,7 +52,8 @@ class OperatorNotifier(TelegramNotifier):
         *,
         tools: AdminTools,
     ) -> None:
-        super().__init__(gateway, texts, config, features)
+        notified = lambda: tools.reporter.recently_notified(ACCOUNT)  # noqa: E731
+        super().__init__(gateway, OperatorTexts(texts, notified), config, features)
         self._tools = tools
         self._model_unavailable_since: float | None = None
 
@@ -67,22 +80,8 @@ class OperatorNotifier(TelegramNotifier):
         )
         if probe.account_problem:
             await self._tools.account.set(probe)
-        if self._tools.reporter.recently_notified(ACCOUNT):
-            return await super().failed(job, kind)  # "… the bot's owner has been notified"
-        text = self.texts.get(job.lang, "fail_service_unavailable_plain")
-        try:
-            return await self._to_chat(
-                job,
-                lambda j: self.gateway.send_text(
-                    j.chat_id,
-                    text,
-                    thread_id=j.thread_id,
-                    reply_to=j.request_message_id,
-                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
-                ),
-            )
-        except (BadRequest, Forbidden) as error:
-            raise Undeliverable(str(error)) from error
+        # The text is chosen by OperatorTexts: "notified" only if an admin got the report.
+        return await super().failed(job, kind)
 
     async def _model_unavailable(self, job: Job) -> None:
         now = time.monotonic()

@@ -29,8 +29,10 @@ from services.storage.stats import DayCounts, PeriodStats, StatsStore, day_range
 log = logging.getLogger(__name__)
 
 ADMIN_KEY = "admin"
-OBSERVE_GROUP = -3  # before the guards (-2): every update counts and beats the heart
-ADMIN_GROUP = -1  # after the guards, before everything else: admin commands stop there
+OBSERVE_GROUP = -3  # before the bursts (-2) and the guards (-1): every update counts
+# In the guards' group, registered before the guard: an admin's /stats in private is
+# handled there (and stops), so the guard, and everything after it, never sees it.
+ADMIN_GROUP = -1
 ADMIN_COMMANDS = ("stats",)
 ADMIN_COMMAND_TEXT = {
     "stats": {"en": "Usage and spend (admins)", "zh-hans": "用量与花费（管理员）"}

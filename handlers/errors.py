@@ -33,6 +33,9 @@ async def on_error(update: object, context: Context) -> None:
         return
     user = update.effective_user if isinstance(update, Update) else None
     chat = update.effective_chat if isinstance(update, Update) else None
+    if isinstance(error, Forbidden):  # blocked or kicked: nothing to apologise to
+        log.info("Chat %s refuses the bot: %s", chat.id if chat else None, error)
+        return
     ref = error_id()
     log.error(
         "Unhandled error %s for user %s in chat %s: %r",
@@ -54,6 +57,6 @@ async def on_error(update: object, context: Context) -> None:
     if not isinstance(update, Update) or chat is None or isinstance(error, Forbidden):
         return
     try:
-        await say(update, context, context.t("internal_error"))
+        await say(update, context, context.t("internal_error"), droppable=True)
     except Exception as send_error:  # the apology itself failed: nothing more to do
         log.warning("Could not send the apology: %r", send_error)

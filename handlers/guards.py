@@ -1,5 +1,7 @@
-"""Checks that run before any other handler (group -1) and stop an update that must
-not go further: buttons pressed by someone else, anonymous admins, the allowlist."""
+"""Checks that run before the other handlers (group -1, right after the burst and flood
+guard of handlers/bursts.py) and stop an update that must not go further: buttons
+pressed by someone else, anonymous admins, the allowlist. Refusals are dropped, not
+waited for, under flood control."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from handlers.context import Context
 from handlers.keyboards import Action, parse_callback
 
 log = logging.getLogger(__name__)
-GUARD_GROUP = -2
+GUARD_GROUP = -1
 
 
 def is_command_for_me(message: Message) -> bool:
@@ -44,7 +46,7 @@ async def guard(update: Update, context: Context) -> None:
     )
     if anonymous and message is not None:
         if is_command:
-            await say(update, context, context.t("anonymous_admin"))
+            await say(update, context, context.t("anonymous_admin"), droppable=True)
         raise ApplicationHandlerStop
     tools = context.bot_data.get(ADMIN_KEY)
     admin = tools is not None and tools.is_admin(user.id)
@@ -53,7 +55,7 @@ async def guard(update: Update, context: Context) -> None:
         if query is not None:
             await query.answer(context.t("not_allowed"), show_alert=True)
         elif is_command or not is_group(update):
-            await say(update, context, context.t("not_allowed"))
+            await say(update, context, context.t("not_allowed"), droppable=True)
         raise ApplicationHandlerStop
     if tools is not None and _starts_a_tryon(message, query) and not await tools.account.usable():
         await _service_unavailable(update, context)

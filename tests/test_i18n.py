@@ -41,7 +41,6 @@ ALERTS = {  # answerCallbackQuery: 200
     "refused_budget",
     "not_your_button",
     "not_allowed",
-    "still_checking",
 }
 BUTTON_LIMIT = 24  # what a phone shows on one button without cutting it
 SAMPLE = {

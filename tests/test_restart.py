@@ -116,6 +116,9 @@ async def test_flow_continues_after_a_restart_and_nothing_is_asked_twice(
     step2 = await ann.photo(jpeg(seed=1))
     assert "Step 2" in step2.body
     await operator.until(lambda: operator.rows("SELECT state FROM conversations") == [('"top"',)])
+    # The step is saved at once; its upload runs on in the background: let it finish, so
+    # the restart finds it (a kill before that would rightly upload the photo again).
+    await operator.until(lambda: len(operator.rows("SELECT url FROM uploads")) == 1)
     await operator.stop(sig)
     # The top garment arrives while the bot is down: it is processed after the restart.
     since = len(tg.sent)

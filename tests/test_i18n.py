@@ -53,6 +53,7 @@ SAMPLE = {
     "hours": "23 h",
     "minutes": "59 min",
     "seconds": "59 s",
+    "gender": "woman",
 }
 
 

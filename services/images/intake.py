@@ -166,6 +166,12 @@ class ImageIntake:
             return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
         return await self._single_flight(image, self._download_check_upload(image))
 
+    async def refresh(self, image: InputImage) -> InputImage:
+        """A new upload of the image, whatever the cache says (DashScope could not fetch
+        the old one: it expired or vanished early)."""
+        stale = replace(image, url=None, url_expires_at=None)
+        return await self._single_flight(stale, self._download_check_upload(stale))
+
     async def _single_flight(
         self, image: InputImage, work: Coroutine[Any, Any, InputImage]
     ) -> InputImage:

@@ -200,6 +200,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
         task.cancel()
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
+        svc.gateway.close()  # nothing waits on a flood-controlled chat during shutdown
         await svc.runner.stop()
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")

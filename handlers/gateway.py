@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import httpx
 from telegram import Bot, ForceReply, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -42,6 +43,21 @@ def retry_after_seconds(error: RetryAfter) -> float:
         warnings.simplefilter("ignore")
         value = error.retry_after
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+class AmbiguousSend(TelegramError):
+    """A send left but its answer was lost more often than allowed: it may have arrived."""
+
+
+class ShuttingDown(TelegramError):
+    """The bot is stopping: nothing waits on flood control or back-off any more."""
+
+
+def is_ambiguous(error: NetworkError) -> bool:
+    """Whether the request may have reached Telegram (a timeout or a connection lost after
+    it was sent), as opposed to a failure to connect at all."""
+    cause = error.__cause__
+    return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 class ChatBudget:
@@ -112,20 +128,33 @@ class TelegramGateway:
         self.budget = budget or ChatBudget()
         self.retry = retry or RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0)
         self.max_wait = max_wait
+        self.closing = False  # set at shutdown: no more waiting on anything
+
+    def close(self) -> None:
+        """Shutdown: sends that would wait (flood control, back-off) give up at once."""
+        self.closing = True
 
     async def reliably(
-        self, chat_id: int, send: Callable[[], Awaitable[T]], max_wait: float | None = None
+        self,
+        chat_id: int,
+        send: Callable[[], Awaitable[T]],
+        max_wait: float | None = None,
+        max_ambiguous: int | None = None,
     ) -> T:
         """Retries one send through flood waits and network faults until Telegram accepts it.
 
-        Gives up only on a permanent error (bad request, bot blocked, chat migrated) or
-        after `max_wait` seconds.
+        Gives up only on a permanent error (bad request, bot blocked, chat migrated),
+        after `max_wait` seconds, at shutdown instead of waiting (ShuttingDown), or with
+        `max_ambiguous`, after that many resends of a send that may have arrived
+        (AmbiguousSend).
         """
         deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
-        attempt = 0
+        attempt = ambiguous = 0
         while True:
             wait = self.budget.blocked_for(chat_id)
             if wait:
+                if self.closing:
+                    raise ShuttingDown(f"chat {chat_id} is under flood control")
                 await asyncio.sleep(wait)
             try:
                 result = await send()
@@ -138,10 +167,24 @@ class TelegramGateway:
             except NetworkError as error:  # includes TimedOut
                 attempt += 1
                 wait = self.retry.delay(attempt)
-                log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
+                if max_ambiguous is not None and is_ambiguous(error):
+                    ambiguous += 1
+                    if ambiguous > max_ambiguous:
+                        raise AmbiguousSend(
+                            f"no answer to a send to chat {chat_id}: {error}"
+                        ) from error
+                    log.warning(
+                        "Send to chat %s may have arrived (%s): sending once more, so a "
+                        "duplicate is possible",
+                        chat_id, error,
+                    )  # fmt: skip
+                else:
+                    log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
             else:
                 self.budget.record(chat_id)
                 return result
+            if self.closing:
+                raise ShuttingDown("stopping: not retrying")
             if time.monotonic() + wait > deadline:
                 raise TelegramError("gave up waiting for Telegram")
             await asyncio.sleep(wait)
@@ -182,6 +225,7 @@ class TelegramGateway:
         as_document: bool = False,
         filename: str = "tryon.jpg",
         max_wait: float | None = None,
+        max_ambiguous: int | None = None,
     ) -> Message:
         """A photo, or the same image as a file (documents keep every pixel)."""
 
@@ -206,7 +250,7 @@ class TelegramGateway:
                 reply_markup=markup,
             )
 
-        return await self.reliably(chat_id, send, max_wait)
+        return await self.reliably(chat_id, send, max_wait, max_ambiguous)
 
     async def edit_status(self, chat_id: int, message_id: int, text: str) -> bool:
         """Best effort: skipped (False) when the chat is short of budget or flood-limited."""

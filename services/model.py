@@ -103,6 +103,7 @@ _TRANSIENT = frozenset(
         FailureKind.TASK_EXPIRED,
         FailureKind.POLICY_EXPIRED,
         FailureKind.SUBMIT_UNKNOWN,
+        FailureKind.UNDELIVERABLE,  # "Try again" sends the stored result again
     }
 )
 

@@ -54,10 +54,13 @@ class ShuttingDown(TelegramError):
 
 
 def is_ambiguous(error: NetworkError) -> bool:
-    """Whether the request may have reached Telegram (a timeout or a connection lost after
-    it was sent), as opposed to a failure to connect at all."""
+    """Whether the request may have reached Telegram with no answer back (a read timeout,
+    a connection lost after it was sent), as opposed to a failure to connect at all or an
+    HTTP answer (a 5xx from the Bot API: Telegram answered, and did not post)."""
     cause = error.__cause__
-    return not isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return isinstance(cause, httpx.HTTPError) and not isinstance(
+        cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+    )
 
 
 class ChatBudget:

@@ -162,26 +162,25 @@ async def test_queued_job_is_submitted_after_a_restart(
     assert len(ds.submits) == 1 and len(results(tg, ann.chat_id)) == 1
 
 
-async def test_crash_between_submit_and_task_id_asks_the_user(
+async def test_crash_between_submit_and_task_id_is_reconciled(
     tg: FakeTelegram, ds: FakeDashScope, operator: Bot
 ) -> None:
     ds.delay_next("submit", 20)  # DashScope accepts the task but the answer is slow
     await operator.start()
     ann = Actor(tg, 3004)
-    await start_job(ann, ds)
+    since = await start_job(ann, ds)
     await operator.until(lambda: operator.job_states() == ["submitting"])
     await ds.wait_for(lambda: bool(ds.submits))
     await operator.stop(signal.SIGKILL)
-    since = len(tg.sent)
     await operator.start()
-    notice = await ann.next_from_bot(since, lambda m: "restarted" in m.body)
-    assert len(ds.submits) == 1  # not resubmitted silently
-    assert operator.job_states() == ["interrupted"]
-    since = len(tg.sent)
-    await ann.press(notice, "Try again", predicate=lambda m: "Checking" in m.body)
     await ann.result(since)
-    assert len(ds.submits) == 2  # the second one because the user asked
-    await operator.until(lambda: operator.job_states() == ["retried", "delivered"])
+    await operator.until(lambda: operator.job_states() == ["delivered"])
+    # The task found in the account's task list was adopted: never resubmitted.
+    assert sum(ds.tasks_created.values()) == 1 and len(ds.submits) == 1
+    assert ds.list_calls >= 1
+    assert not any("restarted" in m.body for m in tg.messages_to(ann.chat_id))
+    assert len(results(tg, ann.chat_id)) == 1
+    assert "reconciled: adopted task" in operator.logs()
 
 
 async def test_sigterm_during_a_submit_keeps_its_task_id(

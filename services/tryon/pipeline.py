@@ -161,8 +161,14 @@ class TryOnRunner:
     async def redeliver(self, job: Job) -> bool:
         """Sends a paid result again (the user came back, or pressed "Try again" after a
         delivery problem); never submits. False when there is nothing (left) to send."""
-        if job.result_url is None or job.id in self._tasks:
-            return job.id in self._tasks
+        running = self._tasks.get(job.id)
+        if running is not None:  # still telling the user how it ended: let it finish
+            await asyncio.wait({running}, timeout=10.0)
+            job = await self.store.get(job.id) or job
+            if job.id in self._tasks or job.state in (JobState.SUCCEEDED, JobState.DELIVERED):
+                return True
+        if job.result_url is None:
+            return False
         if self._clock() - (job.finished_at or job.created_at) > RESULT_LIFETIME:
             return False
         job = await self.store.update(job, state=JobState.SUCCEEDED, error_kind=None)

@@ -323,6 +323,7 @@ class TryOnRunner:
         proves which one it is (the only task of this model in the submit's time window
         that no job owns, with no other unresolved submit near it); otherwise end with
         `unresolved`, whose notice offers a one-tap Try again. Never submits."""
+        self._stage(job, Stage.SUBMITTING)
         intent = job.submit_intent_at or job.created_at
         margin = self.config.reconcile_margin
         start, latest = intent - margin, intent + self.config.submit_window

@@ -10,6 +10,7 @@ flood wait, so they never crowd out what must arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dtm
 import logging
 import time
@@ -132,10 +133,19 @@ class TelegramGateway:
         self.retry = retry or RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0)
         self.max_wait = max_wait
         self.closing = False  # set at shutdown: no more waiting on anything
+        self._closed = asyncio.Event()
 
     def close(self) -> None:
-        """Shutdown: sends that would wait (flood control, back-off) give up at once."""
+        """Shutdown: sends that would wait (flood control, back-off) give up at once,
+        and those already waiting stop waiting."""
         self.closing = True
+        self._closed.set()
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closed.wait(), seconds)
+        if self.closing:
+            raise ShuttingDown("stopping: not waiting for Telegram")
 
     async def reliably(
         self,
@@ -158,7 +168,9 @@ class TelegramGateway:
             if wait:
                 if self.closing:
                     raise ShuttingDown(f"chat {chat_id} is under flood control")
-                await asyncio.sleep(wait)
+                if time.monotonic() + wait > deadline:
+                    raise TelegramError("gave up waiting for Telegram (flood control)")
+                await self._nap(wait)
             try:
                 result = await send()
             except RetryAfter as error:
@@ -190,7 +202,7 @@ class TelegramGateway:
                 raise ShuttingDown("stopping: not retrying")
             if time.monotonic() + wait > deadline:
                 raise TelegramError("gave up waiting for Telegram")
-            await asyncio.sleep(wait)
+            await self._nap(wait)
 
     async def send_text(
         self,

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
@@ -41,6 +41,7 @@ from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
+STOP_SIGNALS_KEY = "stop_signals"  # set by __main__: signals that stop the bot
 
 PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
 GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
@@ -91,6 +92,9 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         )
     )
     application.bot_data[BACKGROUND_KEY] = [sweeper]
+    loop = asyncio.get_running_loop()
+    for sig in application.bot_data.get(STOP_SIGNALS_KEY, ()):
+        loop.add_signal_handler(sig, _on_stop_signal, svc)
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,
@@ -192,6 +196,15 @@ async def set_commands(application: Application, texts: Texts) -> None:  # type:
                 )
     except TelegramError as error:
         log.warning("Could not set the command menu: %s", error)
+
+
+def _on_stop_signal(svc: BotServices) -> NoReturn:
+    """SIGTERM/SIGINT: from now on nothing waits on Telegram (flood control, back-off),
+    so the pending updates, the handlers still running and the try-ons on the wire all end
+    within the shutdown budget; then the same stop as PTB's own signal handler."""
+    log.info("Stop signal: stopping without waiting on Telegram")
+    svc.gateway.close()
+    raise SystemExit
 
 
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]

@@ -379,11 +379,14 @@ async def test_sigterm_never_waits_on_a_flood_controlled_group(
     await ann.command("tryon")
     await ann.photo(jpeg(seed=1))
     await ann.photo(jpeg(seed=2))
-    tg.flood(None, group["id"], retry_after=30, count=100)  # everything to the group: 429
+    tg.flood(None, group["id"], retry_after=20, count=100)  # everything to the group: 429
     tg.send_command(ann.chat, ann.user, "skip", reply_to=ann.last_prompt)
     await operator.until(lambda: operator.job_states() == ["running"], timeout=20)
     ds.complete(ds.submits[0]["task_id"])
-    await asyncio.sleep(0.5)  # the result now waits out the group's flood control
+    await operator.until(lambda: operator.job_states() == ["succeeded"])
+    bob = Actor(tg, 3113, chat=group, name="Bob")
+    tg.send_command(bob.chat, bob.user, "tryon")  # his prompt waits out the flood too
+    await asyncio.sleep(1.0)  # the result and Bob's prompt are both waiting
     took = await operator.stop(signal.SIGTERM)
     assert took < 8.0
     assert operator.job_states() == ["succeeded"]  # resumable: delivered on the next start

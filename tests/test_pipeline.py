@@ -449,6 +449,17 @@ async def test_a_result_telegram_cannot_take_now_is_retried_not_failed(
     assert len(rig.ds.tasks) == 1
 
 
+async def test_a_result_download_that_runs_out_of_retries_is_retried_later(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    rig.ds.fail_next("result", 502, count=3)  # the client gives up after 2 attempts
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and rig.notifier.failures == []
+
+
 async def test_a_blocked_user_gets_the_result_when_back(make_rig: Callable[..., Any]) -> None:
     rig: Rig = await make_rig()
     rig.notifier.blocked = True

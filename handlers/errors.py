@@ -9,12 +9,16 @@ from telegram.error import Forbidden, NetworkError, RetryAfter
 
 from handlers.common import say
 from handlers.context import Context
+from handlers.gateway import ShuttingDown
 
 log = logging.getLogger(__name__)
 
 
 async def on_error(update: object, context: Context) -> None:
     error = context.error
+    if isinstance(error, ShuttingDown):
+        log.info("An answer was dropped while stopping: %s", error)
+        return
     if isinstance(error, (NetworkError, RetryAfter)) and not isinstance(update, Update):
         log.warning("Telegram connection problem: %s", error)  # polling retries by itself
         return

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
+from typing import NoReturn
 
 import aiohttp
 from telegram.ext import Application, ApplicationBuilder
@@ -55,6 +56,7 @@ HEALTH_KEY = "health"
 WEB_KEY = "web"
 STARTUP_DASHSCOPE_TIMEOUT = 5.0
 PARSING_QPS = 10  # aitryon-parsing-v1 allows 10 requests per second
+STOP_SIGNALS_KEY = "stop_signals"  # set by __main__: signals that stop the bot
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -135,6 +137,9 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
         run_forever(Retention(db, retention_days=settings.retention_days)), name="retention"
     )
     application.bot_data[BACKGROUND_KEY] = [sweeper, watching, pruner]
+    loop = asyncio.get_running_loop()
+    for sig in application.bot_data.get(STOP_SIGNALS_KEY, ()):
+        loop.add_signal_handler(sig, _on_stop_signal, svc)
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,
@@ -301,15 +306,25 @@ def _observe_dashscope(
     health.dashscope(status)
 
 
+def _on_stop_signal(svc: BotServices) -> NoReturn:
+    """SIGTERM/SIGINT: from now on nothing waits on Telegram (flood control, back-off),
+    so the pending updates, the handlers still running and the try-ons on the wire all end
+    within the shutdown budget; then the same stop as PTB's own signal handler."""
+    log.info("Stop signal: stopping without waiting on Telegram")
+    svc.gateway.begin_shutdown()
+    raise SystemExit
+
+
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
     background: list[asyncio.Task[None]] = application.bot_data.get(BACKGROUND_KEY, [])
     for task in background:
         task.cancel()
     if background:  # let them end (a prune rolls back) before the database closes
-        await asyncio.wait(background, timeout=5)
+        await asyncio.wait(background, timeout=2)
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
+        svc.gateway.begin_shutdown()  # nothing waits on a flood-controlled chat from now on
         await svc.runner.stop()
         await svc.garments.close()
         await svc.gateway.close()  # messages still queued behind a flood wait are given up

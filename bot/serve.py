@@ -20,6 +20,7 @@ from bot.logs import RedactingFilter
 from bot.settings import Settings
 from bot.startup import TOKEN_REJECTED, StartupError
 from bot.web import WebServer
+from handlers.context import SERVICES_KEY, BotServices
 
 log = logging.getLogger(__name__)
 
@@ -166,5 +167,11 @@ async def _webhook_self_check(app: Application) -> None:  # type: ignore[type-ar
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    async with running(settings):
+    async with running(settings) as app:
         await stop.wait()
+        log.info("Stop signal: stopping without waiting on Telegram")
+        svc: BotServices | None = app.bot_data.get(SERVICES_KEY)
+        if svc is not None:
+            # From now on nothing waits on Telegram (flood control, back-off), so pending
+            # updates, running handlers and try-ons on the wire end within the budget.
+            svc.gateway.begin_shutdown()

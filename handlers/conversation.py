@@ -28,7 +28,7 @@ from telegram.warnings import PTBUserWarning
 from handlers.bursts import taken
 from handlers.common import say, thread_of
 from handlers.context import Context
-from handlers.drafts import Draft, drop_draft, load_draft, save_draft
+from handlers.drafts import Draft, drop_draft, flow_end, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, accept_photo, image_of
 from handlers.keyboards import (
     BOTTOM,
@@ -39,7 +39,7 @@ from handlers.keyboards import (
     parse_callback,
     pattern,
 )
-from handlers.launch import refused_at_start, start_tryon
+from handlers.launch import offer_undelivered, owns_job, refused_at_start, start_tryon
 from handlers.profile import ask_me_photo, on_me, on_me_delete, on_me_photo
 from handlers.prompts import CATEGORY, ME, ask
 from services.model import Job, new_job_id
@@ -77,7 +77,8 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
         keep=draft.keep,
     )
     drop_draft(context.user_data, chat.id)
-    refused = await start_tryon(context, job)
+    # The job row, the dropped draft and the end of the flow: one transaction.
+    refused = await start_tryon(context, job, flow_end(chat.id, user.id))
     if refused is not None:
         await say(update, context, refused)
     return END
@@ -107,7 +108,14 @@ async def start_flow(update: Update, context: Context, *, greet: bool = False) -
     return await advance(update, context, draft, note)
 
 
+async def offer_results(update: Update, context: Context) -> None:
+    chat, user = update.effective_chat, update.effective_user
+    if chat is not None and user is not None:
+        await offer_undelivered(context, chat.id, user.id)
+
+
 async def on_start(update: Update, context: Context) -> object:
+    await offer_results(update, context)
     return await start_flow(update, context, greet=True)
 
 
@@ -116,6 +124,7 @@ async def on_tryon(update: Update, context: Context) -> object:
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     assert message is not None and chat is not None and user is not None
     assert context.user_data is not None
+    await offer_results(update, context)
     target = message.reply_to_message
     garment = image_of(target) if target is not None else None
     if garment is None:
@@ -136,9 +145,12 @@ async def on_again(update: Update, context: Context) -> object:
     """'Another garment' under a result: same person, no need to send the photo again."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    await query.answer()
     parsed = parse_callback(query.data)
     job = await context.services.store.get(parsed.argument) if parsed else None
+    if job is not None and not owns_job(update, job):
+        await query.answer(context.t("not_your_button"), show_alert=True)
+        return None
+    await query.answer()
     if job is None:
         return await start_flow(update, context)
     draft = Draft(lang=context.lang, thread_id=job.thread_id)

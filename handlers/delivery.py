@@ -25,20 +25,30 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 from telegram import Message
-from telegram.error import BadRequest, ChatMigrated, Forbidden
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
-from handlers.gateway import TelegramGateway
+from handlers.gateway import AmbiguousSend, TelegramGateway
 from handlers.keyboards import failure_markup, result_markup
 from handlers.texts import Texts
 from services.model import FailureKind, Job, JobKind, JobState
 from services.tryon.features import Features
 from services.tryon.hd import can_refine
-from services.tryon.ports import Receipt, Stage, Undeliverable
+from services.tryon.ports import (
+    DeliveryAmbiguous,
+    DeliveryDeferred,
+    Receipt,
+    Stage,
+    Undeliverable,
+    Unreachable,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto limits; bigger results go as a document
 MAX_PHOTO_SIDES = 10_000
+STATUS_MAX_WAIT = 3.0  # the status line is a courtesy: never wait out flood control for it
+# A closed or deleted forum topic: the message goes to the chat's general thread instead.
+GONE_TOPIC = ("topic_closed", "topic_deleted", "thread not found")
 WORKING_STAGES = frozenset({Stage.PREPARING, Stage.SUBMITTING, Stage.GENERATING, Stage.SENDING})
 FINAL_STATES = frozenset(
     {JobState.DELIVERED, JobState.FAILED, JobState.CANCELED, JobState.INTERRUPTED}
@@ -152,7 +162,7 @@ class TelegramNotifier:
             thread_id=job.thread_id,
             reply_to=job.request_message_id,
         )
-        sent = await self.gateway.send(job.chat_id, sender)
+        sent = await self.gateway.send(job.chat_id, sender, max_wait=STATUS_MAX_WAIT)
         if isinstance(sent, Message):
             return Receipt(sent.chat_id, sent.message_id)
         if sent is not None:  # queued behind a flood wait
@@ -194,11 +204,18 @@ class TelegramNotifier:
                         markup=result_markup(self.texts, j.lang, j.id, j.user_id, hd=hd),
                         as_document=as_document,
                     ),
+                    max_ambiguous=1,  # a lost answer: resent at most once (a duplicate > a loss)
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except AmbiguousSend as error:
+            raise DeliveryAmbiguous(str(error)) from error
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             log.error("job %s: result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
+        except TelegramError as error:  # an outage, flood control beyond the wait, shutdown
+            raise DeliveryDeferred(str(error)) from error
 
     async def _deliver_hd(self, job: Job, image: bytes) -> Receipt:
         """HD comes as a document (every pixel), replying to the result it refines."""
@@ -217,11 +234,18 @@ class TelegramNotifier:
                         as_document=True,
                         filename="tryon-hd.jpg",
                     ),
+                    max_ambiguous=1,
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except AmbiguousSend as error:
+            raise DeliveryAmbiguous(str(error)) from error
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             log.error("job %s: HD result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
+        except TelegramError as error:  # an outage, flood control beyond the wait, shutdown
+            raise DeliveryDeferred(str(error)) from error
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         try:
@@ -238,7 +262,9 @@ class TelegramNotifier:
                     ),
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             raise Undeliverable(str(error)) from error
 
     async def finished(self, job: Job) -> None:
@@ -255,13 +281,23 @@ class TelegramNotifier:
             await self.gateway.delete(job.chat_id, status_id)
 
     async def _to_chat(self, job: Job, send: Callable[[Job], Awaitable[Message]]) -> Receipt:
-        """Sends to the job's chat, following it if the group became a supergroup."""
+        """Sends to the job's chat, following it if the group became a supergroup, and to
+        the chat's general thread if the job's forum topic was closed or deleted."""
         try:
-            message = await send(job)
-        except ChatMigrated as migrated:
-            # Message ids of the old group mean nothing in the new one.
-            moved = _moved(job, migrated.new_chat_id)
-            message = await send(moved)
+            try:
+                message = await send(job)
+            except ChatMigrated as migrated:
+                # Message ids of the old group mean nothing in the new one.
+                job = _moved(job, migrated.new_chat_id)
+                message = await send(job)
+        except BadRequest as error:
+            if job.thread_id is None or not any(m in error.message.lower() for m in GONE_TOPIC):
+                raise
+            log.warning(
+                "job %s: topic %s of chat %s is gone (%s): using the general thread",
+                job.id, job.thread_id, job.chat_id, error.message,
+            )  # fmt: skip
+            message = await send(replace(job, thread_id=None, request_message_id=None))
         return Receipt(message.chat_id, message.message_id)
 
 

@@ -12,6 +12,7 @@ from handlers.admin import ADMIN_KEY
 from handlers.admin_reports import EXCEPTION, error_id
 from handlers.common import say
 from handlers.context import Context
+from handlers.gateway import ShuttingDown
 
 log = logging.getLogger(__name__)
 CONFLICT_LOGGED = "conflict_logged"
@@ -19,6 +20,9 @@ CONFLICT_LOGGED = "conflict_logged"
 
 async def on_error(update: object, context: Context) -> None:
     error = context.error
+    if isinstance(error, ShuttingDown):
+        log.info("An answer was dropped while stopping: %s", error)
+        return
     if isinstance(error, Conflict) and not isinstance(update, Update):
         # Another process polls with this token: one clear line, not a traceback per poll.
         if not context.bot_data.get(CONFLICT_LOGGED):

@@ -19,6 +19,7 @@ update from that chat clears the mark (`mark_reachable`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dtm
 import enum
 import heapq
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import httpx
 from telegram import Bot, ForceReply, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
@@ -77,6 +79,24 @@ def retry_after_seconds(error: RetryAfter) -> float:
         warnings.simplefilter("ignore")
         value = error.retry_after
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+class AmbiguousSend(TelegramError):
+    """A send left but its answer was lost more often than allowed: it may have arrived."""
+
+
+class ShuttingDown(TelegramError):
+    """The bot is stopping: nothing waits on flood control or back-off any more."""
+
+
+def is_ambiguous(error: NetworkError) -> bool:
+    """Whether the request may have reached Telegram with no answer back (a read timeout,
+    a connection lost after it was sent), as opposed to a failure to connect at all or an
+    HTTP answer (a 5xx from the Bot API: Telegram answered, and did not post)."""
+    cause = error.__cause__
+    return isinstance(cause, httpx.HTTPError) and not isinstance(
+        cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout
+    )
 
 
 class ChatBudget:
@@ -246,6 +266,7 @@ class _Marks:
 class _Queued:
     send: Callable[[], Awaitable[Message]]
     max_wait: float | None
+    max_ambiguous: int | None = None
     future: asyncio.Future[Message] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -275,7 +296,20 @@ class TelegramGateway:
         self._outboxes: dict[int, deque[_Queued]] = {}
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._listeners: list[SentListener] = []
-        self._closed = False
+        self.closing = False  # set at shutdown: nothing waits on Telegram any more
+        self._closing = asyncio.Event()
+
+    def begin_shutdown(self) -> None:
+        """Shutdown: sends that would wait (flood control, back-off) give up at once
+        (ShuttingDown), and those already waiting stop waiting."""
+        self.closing = True
+        self._closing.set()
+
+    async def _nap(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        if self.closing:
+            raise ShuttingDown("stopping: not waiting for Telegram")
 
     # ---- chats that refuse the bot ------------------------------------------------------
 
@@ -340,15 +374,18 @@ class TelegramGateway:
         send: Callable[[], Awaitable[T]],
         max_wait: float | None = None,
         urgency: Urgency = Urgency.MUST,
+        max_ambiguous: int | None = None,
     ) -> T:
         """Retries one send through flood waits and network faults until Telegram accepts it.
 
         For background tasks only (it may wait minutes). Gives up on a permanent error
-        (bad request, bot blocked, chat migrated) or once the next wait would pass
-        `max_wait` seconds, checked before any wait.
+        (bad request, bot blocked, chat migrated), once the next wait would pass
+        `max_wait` seconds (checked before any wait), at shutdown instead of waiting
+        (ShuttingDown), or with `max_ambiguous`, after that many resends of a send that
+        may have arrived (AmbiguousSend).
         """
         deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
-        attempt = 0
+        attempt = ambiguous = 0
         while True:
             wait = self.budget.blocked_for(chat_id)
             if not wait:
@@ -361,10 +398,24 @@ class TelegramGateway:
                 except NetworkError as error:  # includes TimedOut
                     attempt += 1
                     wait = self.retry.delay(attempt)
-                    log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
+                    if max_ambiguous is not None and is_ambiguous(error):
+                        ambiguous += 1
+                        if ambiguous > max_ambiguous:
+                            raise AmbiguousSend(
+                                f"no answer to a send to chat {chat_id}: {error}"
+                            ) from error
+                        log.warning(
+                            "Send to chat %s may have arrived (%s): sending once more, so a "
+                            "duplicate is possible",
+                            chat_id, error,
+                        )  # fmt: skip
+                    else:
+                        log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
+            if self.closing:
+                raise ShuttingDown(f"stopping: not waiting for chat {chat_id}")
             if time.monotonic() + wait > deadline:
                 raise TelegramError("gave up waiting for Telegram")
-            await asyncio.sleep(wait)
+            await self._nap(wait)
 
     async def send(
         self,
@@ -396,17 +447,21 @@ class TelegramGateway:
     def _queue_or_drop(
         self, chat_id: int, send: Send, urgency: Urgency, max_wait: float | None, why: str
     ) -> asyncio.Future[Message] | None:
-        if urgency is not Urgency.MUST or self._closed:
+        if urgency is not Urgency.MUST or self.closing:
             log.info("Dropped a message to chat %s (%s)", chat_id, why)
             return None
         log.info("Queued a message to chat %s (%s)", chat_id, why)
         return self.queue(chat_id, send, max_wait)
 
     def queue(
-        self, chat_id: int, send: Send, max_wait: float | None = None
+        self,
+        chat_id: int,
+        send: Send,
+        max_wait: float | None = None,
+        max_ambiguous: int | None = None,
     ) -> asyncio.Future[Message]:
         """Sends in the background, after whatever the chat's outbox already holds."""
-        item = _Queued(send, max_wait)
+        item = _Queued(send, max_wait, max_ambiguous)
         item.future.add_done_callback(_retrieved)  # nobody may be waiting for it
         self._outboxes.setdefault(chat_id, deque()).append(item)
         if chat_id not in self._workers:
@@ -424,7 +479,9 @@ class TelegramGateway:
                     box.popleft()
                     continue
                 try:
-                    message = await self.reliably(chat_id, item.send, item.max_wait)
+                    message = await self.reliably(
+                        chat_id, item.send, item.max_wait, max_ambiguous=item.max_ambiguous
+                    )
                 except Forbidden as error:
                     for queued in box:
                         if not queued.future.done():
@@ -447,7 +504,7 @@ class TelegramGateway:
 
     async def close(self) -> None:
         """Shutdown: queued messages still in flood waits are given up."""
-        self._closed = True
+        self.begin_shutdown()
         workers = list(self._workers.values())
         for worker in workers:
             worker.cancel()
@@ -562,12 +619,18 @@ class TelegramGateway:
         sent = await self.send(chat_id, sender, urgency=urgency, max_wait=max_wait)
         return sent if isinstance(sent, Message) else None
 
-    async def deliver(self, chat_id: int, send: Send, max_wait: float | None = None) -> Message:
+    async def deliver(
+        self,
+        chat_id: int,
+        send: Send,
+        max_wait: float | None = None,
+        max_ambiguous: int | None = None,
+    ) -> Message:
         """For background tasks (the pipeline): waits until Telegram accepts the message,
         behind whatever the chat's outbox holds."""
         if chat_id in self._outboxes:
-            return await self.queue(chat_id, send, max_wait)
-        return await self.reliably(chat_id, send, max_wait)
+            return await self.queue(chat_id, send, max_wait, max_ambiguous)
+        return await self.reliably(chat_id, send, max_wait, max_ambiguous=max_ambiguous)
 
     async def edit_status(self, chat_id: int, message_id: int, text: str) -> bool:
         """Best effort: skipped (False) when the chat is short of budget or flood-limited."""

@@ -300,7 +300,11 @@ message(
     "tell whether it started. Tap “Try again” to run it again.",
 )
 message("fail_telegram", "📡 I couldn't fetch your photos from Telegram. Please try again.")
-message("fail_undeliverable", "I couldn't send you the result.")
+message(
+    "fail_undeliverable",
+    "📡 Your try-on is ready, but Telegram didn't accept the picture. Tap “Try again” to "
+    "have the same result sent again (it is kept for 24 hours; you won't be charged again).",
+)
 message("fail_unknown", "😕 Something went wrong with this try-on. Please try again.")
 message(
     "fail_image_file_too_large",
@@ -422,4 +426,13 @@ plural(
     "{n} second, then we carry on where we left off.",
     "🐢 That's a lot of messages very fast. I'll ignore your messages for the next "
     "{n} seconds, then we carry on where we left off.",
+)
+
+
+# ---- delivery and busy service -----------------------------------------------------------
+
+message("result_resending", "Sending your result again…")
+message(
+    "stage_busy",
+    "🚦 The try-on service is very busy; your try-on is waiting in line and will start by itself…",
 )

@@ -19,10 +19,11 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping, results
+from handlers import commands, compare, guards, history, housekeeping, results
+from handlers.batches import BatchNotifier
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
-from handlers.delivery import StatusConfig, TelegramNotifier
+from handlers.delivery import StatusConfig
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
 from services.dashscope import DashScopeClient
@@ -42,8 +43,8 @@ from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
 
-PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
-GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
+PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget", "compare", "history")
+GROUP_COMMANDS = ("tryon", "me", "cancel", "help", "compare", "history")
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -71,6 +72,8 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data["db"] = db
     guards.register(application)
     application.add_handler(build_conversation())
+    compare.register(application)  # before commands: its private catch-all takes commands too
+    history.register(application)
     commands.register(application)
     results.register(application)
     housekeeping.register(application)
@@ -141,8 +144,8 @@ def build_services(
         limits=ImageLimits(max_side=settings.max_image_side),
     )
     scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
-    notifier = TelegramNotifier(
-        gateway, texts, StatusConfig(status_interval=settings.status_interval)
+    notifier = BatchNotifier(
+        gateway, texts, StatusConfig(status_interval=settings.status_interval), store=store
     )
     runner = TryOnRunner(
         store=store,

@@ -14,7 +14,7 @@ import logging
 import warnings
 from typing import Any
 
-from telegram import Message, Update
+from telegram import InlineKeyboardButton, Message, Update
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -24,6 +24,23 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from handlers.albums import (
+    ALBUM_ITEM,
+    CONFIRM,
+    on_album_fix,
+    on_album_go,
+    on_album_item,
+    on_album_item_waiting,
+    on_confirm_input,
+)
+from handlers.batches import (
+    BATCH,
+    on_batch_chosen,
+    on_batch_each,
+    on_batch_input,
+    on_batch_pick,
+    start_batch,
+)
 from handlers.common import say, thread_of
 from handlers.context import Context
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
@@ -48,15 +65,23 @@ log = logging.getLogger(__name__)
 END = ConversationHandler.END
 
 
-async def advance(update: Update, context: Context, draft: Draft, note: str = "") -> object:
+async def advance(
+    update: Update,
+    context: Context,
+    draft: Draft,
+    note: str = "",
+    extra: list[list[InlineKeyboardButton]] | None = None,
+) -> object:
     """Asks for the next missing input, or submits when the draft is complete."""
     chat = update.effective_chat
     assert chat is not None and context.user_data is not None
+    if draft.batch_go and draft.person is not None:
+        return await start_batch(update, context, draft)
     step = draft.next_step()
     if step is None:
         return await submit(update, context, draft)
     save_draft(context.user_data, chat.id, draft)
-    return await ask(update, context, draft, step, note)
+    return await ask(update, context, draft, step, note, extra)
 
 
 async def submit(update: Update, context: Context, draft: Draft) -> object:
@@ -307,7 +332,9 @@ def build_conversation() -> ConversationHandler[Any]:
     step_input = only_messages & INPUT_MESSAGE
     photo = step_input & PHOTO_INPUT
     other = step_input & ~filters.COMMAND & ~PHOTO_INPUT
+    # An album's first item collects the album, then takes it as one input (albums.py).
     photo_step = [
+        MessageHandler(photo & ALBUM_ITEM, on_album_item, block=False),
         MessageHandler(photo, on_photo, block=False),
         MessageHandler(other, on_wrong_input),
     ]
@@ -317,6 +344,7 @@ def build_conversation() -> ConversationHandler[Any]:
         CommandHandler("skip", on_skip, filters=only_messages, block=False),
         CallbackQueryHandler(on_skip, pattern=pattern(Action.SKIP), block=False),
     ]
+    album_fix = CallbackQueryHandler(on_album_fix, pattern=pattern(Action.ALBUM_FIX), block=False)
     with warnings.catch_warnings():
         # One flow per user and chat is the intent; per_message tracking is not wanted.
         warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
@@ -339,8 +367,26 @@ def build_conversation() -> ConversationHandler[Any]:
                     *photo_step,
                     *skip,
                     CallbackQueryHandler(on_other_person, pattern=pattern(Action.OTHER_PERSON)),
+                    album_fix,
                 ],
-                BOTTOM: [*photo_step, *skip],
+                BOTTOM: [*photo_step, *skip, album_fix],
+                CONFIRM: [
+                    CallbackQueryHandler(
+                        on_album_go, pattern=pattern(Action.ALBUM_GO), block=False
+                    ),
+                    album_fix,
+                    MessageHandler(step_input & ~filters.COMMAND, on_confirm_input),
+                ],
+                BATCH: [
+                    CallbackQueryHandler(
+                        on_batch_each, pattern=pattern(Action.BATCH_EACH), block=False
+                    ),
+                    CallbackQueryHandler(on_batch_pick, pattern=pattern(Action.BATCH_PICK)),
+                    CallbackQueryHandler(
+                        on_batch_chosen, pattern=pattern(Action.BATCH_CHOSEN), block=False
+                    ),
+                    MessageHandler(step_input & ~filters.COMMAND, on_batch_input),
+                ],
                 CATEGORY: [
                     CallbackQueryHandler(
                         on_category, pattern=pattern(Action.CATEGORY), block=False
@@ -352,6 +398,7 @@ def build_conversation() -> ConversationHandler[Any]:
                     MessageHandler(other, on_wrong_input),
                 ],
                 ConversationHandler.WAITING: [
+                    MessageHandler(only_messages & PHOTO_INPUT & ALBUM_ITEM, on_album_item_waiting),
                     MessageHandler(step_input, on_waiting, block=False),
                     CallbackQueryHandler(on_waiting, block=False),
                 ],

@@ -142,22 +142,28 @@ class TelegramNotifier:
     async def deliver(self, job: Job, image: bytes) -> Receipt:
         caption = self.texts.get(job.lang, "result_caption")
         as_document = not fits_send_photo(image)
-        try:
-            return await self._to_chat(
-                job,
-                lambda j: self.gateway.send_image(
-                    j.chat_id,
-                    image,
-                    caption,
-                    thread_id=j.thread_id,
-                    reply_to=j.request_message_id,
-                    markup=result_markup(self.texts, j.lang, j.id, j.user_id),
-                    as_document=as_document,
-                ),
+
+        async def send(j: Job) -> Message:
+            message = await self.gateway.send_image(
+                j.chat_id,
+                image,
+                caption,
+                thread_id=j.thread_id,
+                reply_to=j.request_message_id,
+                markup=result_markup(self.texts, j.lang, j.id, j.user_id, compare=j.chat_id < 0),
+                as_document=as_document,
             )
+            await self.result_sent(j, message)
+            return message
+
+        try:
+            return await self._to_chat(job, send)
         except (BadRequest, Forbidden) as error:
             log.error("job %s: result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
+
+    async def result_sent(self, job: Job, message: Message) -> None:
+        """A result reached the chat (a hook: batches.py keeps its file id for /history)."""
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         try:

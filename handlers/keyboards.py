@@ -31,6 +31,13 @@ class Action(enum.StrEnum):
     OTHER_PERSON = "person"  # not the saved /me photo: ask for a person photo
     ME_SET = "meset"
     ME_DELETE = "medel"
+    ALBUM_FIX = "afix"  # an album's guessed role corrected: tb, pt or t2b
+    ALBUM_GO = "go"  # try on what the album filled in
+    BATCH_EACH = "each"  # try each garment of a batch on
+    BATCH_PICK = "pick"  # pick one garment of a batch (shows the numbers)
+    BATCH_CHOSEN = "chose"  # the number picked
+    COMPARE = "cmp"  # collage of the last results (with a poll in groups)
+    HISTORY = "hist"  # re-send a past result
 
 
 @dataclass(frozen=True)
@@ -101,16 +108,19 @@ def profile_markup(texts: Texts, lang: str, owner: int) -> InlineKeyboardMarkup:
     )
 
 
-def result_markup(texts: Texts, lang: str, job_id: str, owner: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
+def result_markup(
+    texts: Texts, lang: str, job_id: str, owner: int, *, compare: bool = False
+) -> InlineKeyboardMarkup:
+    rows = [
+        [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
         [
-            [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
-            [
-                button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
-                button(texts, lang, "btn_new", callback(Action.NEW, owner)),
-            ],
-        ]
-    )
+            button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
+            button(texts, lang, "btn_new", callback(Action.NEW, owner)),
+        ],
+    ]
+    if compare:  # in groups: "which one?" with the user's last results
+        rows.append([button(texts, lang, "btn_compare", callback(Action.COMPARE, owner))])
+    return InlineKeyboardMarkup(rows)
 
 
 def failure_markup(

@@ -137,6 +137,12 @@ class Job:
     submitted_at: float | None = None
     finished_at: float | None = None
     delivered_at: float | None = None
+    # A batch (one garment of several tried on with the same person, issue 12): which
+    # batch, this job's 1-based number in it, and how many jobs the batch has.
+    batch_id: str | None = None
+    batch_index: int | None = None
+    batch_size: int | None = None
+    result_file_id: str | None = None  # Telegram file id of the delivered result (/history)
 
     def image(self, slot: str) -> InputImage | None:
         image: InputImage | None = getattr(self, slot)

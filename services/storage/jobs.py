@@ -55,6 +55,10 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         delivered_at=row["delivered_at"],
+        batch_id=row["batch_id"],
+        batch_index=row["batch_index"],
+        batch_size=row["batch_size"],
+        result_file_id=row["result_file_id"],
     )
 
 
@@ -76,6 +80,9 @@ class JobStore:
             "day": utc_day(job.created_at),
             "created_at": job.created_at,
             "updated_at": job.created_at,
+            "batch_id": job.batch_id,
+            "batch_index": job.batch_index,
+            "batch_size": job.batch_size,
         }
         for slot, img in job.inputs().items():
             columns |= {
@@ -157,3 +164,30 @@ class JobStore:
                 "DELETE FROM jobs WHERE user_id = ? AND state NOT IN (?, ?, ?, ?, ?)",
                 (user_id, *(s.value for s in ACTIVE_STATES)),
             )
+
+    # ---- batches and past results (issue 12) -------------------------------------------
+
+    async def batch(self, batch_id: str) -> list[Job]:
+        """Every job of a batch, in the order its garments were sent."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,)
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def set_result_file(self, job_id: str, file_id: str) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET result_file_id = ?, updated_at = ? WHERE id = ?",
+            (file_id, time.time(), job_id),
+        )
+
+    async def recent_results(
+        self, user_id: int, chat_id: int, since: float, limit: int = 10
+    ) -> list[Job]:
+        """The user's delivered try-ons in a chat with a kept result file, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE user_id = ? AND chat_id = ? AND state = ? "
+            "AND result_file_id IS NOT NULL AND delivered_at >= ? "
+            "ORDER BY delivered_at DESC, batch_index DESC LIMIT ?",
+            (user_id, chat_id, JobState.DELIVERED.value, since, limit),
+        )
+        return [_row_to_job(row) for row in rows]

@@ -27,7 +27,7 @@ from services.storage.jobs import JobStore
 from services.tryon.failures import Failure, failure_of
 from services.tryon.ports import FileUnavailable, Notifier, Receipt, Stage, Undeliverable
 from services.tryon.quota import Refusal
-from services.tryon.scheduler import TryOnScheduler
+from services.tryon.scheduler import QueueFull, TryOnScheduler
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class TryOnRunner:
             refusal = await admit() if admit is not None else None
             if refusal is not None:
                 return refusal
-            self.scheduler.reserve(job.id, job.user_id)
+            self.scheduler.reserve(job.id, job.user_id, job.batch_id)
             try:
                 await self.store.create(job)
             except BaseException:
@@ -111,6 +111,39 @@ class TryOnRunner:
         self._start(job)
         return None
 
+    async def launch_batch(
+        self, jobs: list[Job], admit: Callable[[int], Awaitable[Refusal | None]]
+    ) -> Refusal | None:
+        """Stores and starts the jobs of one batch, all or none: `admit(n)` checks the quota
+        for all of them under the admission lock, and the batch is one request for the
+        user's allowance (QueueFull when they hold all their places already)."""
+        async with self._admission:
+            refusal = await admit(len(jobs))
+            if refusal is not None:
+                return refusal
+            if not self.scheduler.has_room(jobs[0].user_id):
+                raise QueueFull(0, 0)
+            try:
+                for job in jobs:
+                    self.scheduler.reserve(job.id, job.user_id, job.batch_id)
+                    await self.store.create(job)
+            except BaseException:
+                for job in jobs:
+                    self.scheduler.release(job.id)
+                raise
+        log.info(
+            "batch %s created: %d jobs for user %s", jobs[0].batch_id, len(jobs), jobs[0].user_id
+        )
+        for job in jobs:
+            try:
+                receipt = await self.notifier.started(job)
+            except Exception as error:
+                log.warning("job %s: no status message: %r", job.id, error)
+            else:
+                job = await self._moved(job, receipt, status_message_id=receipt.message_id)
+            self._start(job)
+        return None
+
     async def resume(self) -> int:
         """Picks up every job a previous run left unfinished; returns how many."""
         jobs = await self.store.active()
@@ -122,9 +155,9 @@ class TryOnRunner:
                 await self.notifier.finished(job)
                 continue
             if job.state is JobState.RUNNING:
-                self.scheduler.adopt_running(job.id, job.user_id)
+                self.scheduler.adopt_running(job.id, job.user_id, job.batch_id)
             elif job.state is JobState.QUEUED:
-                self.scheduler.reserve(job.id, job.user_id)
+                self.scheduler.reserve(job.id, job.user_id, job.batch_id)
             log.info("job %s resumed in state %s", job.id, job.state.value)
             self._start(job)
         return len(jobs)

@@ -1,0 +1,329 @@
+"""Albums (media groups) as one input of the try-on conversation.
+
+Telegram delivers an album as separate messages sharing a `media_group_id`, with no
+count and no end marker. The first item that reaches a photo step opens the album and
+waits for a quiet second after the last item; the other items arrive meanwhile (the
+conversation is then WAITING) and join it. In groups with privacy mode the other items
+reach the bot only if they too reply to it: an album of which a single item arrived is
+taken as that one photo, with a note saying how to send the rest. Items not replying to
+the bot (privacy off, or the bot an admin) join an album a reply opened.
+
+`handlers/album_plan.py` says what went where; this module checks the photos, fills
+the draft, and answers once for the whole album, with buttons to fix a guessed role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.ext import filters
+
+from handlers.album_plan import MAX_BATCH, AlbumPlan, plan_album
+from handlers.common import is_group, say
+from handlers.context import Context
+from handlers.drafts import Draft, load_draft, save_draft
+from handlers.inputs import INPUT_MESSAGE, image_of, reject_text
+from handlers.keyboards import BOTTOM, PERSON, TOP, Action, button, callback
+from services.images.normalize import ImageRejected
+from services.model import InputImage
+
+log = logging.getLogger(__name__)
+
+QUIET_WINDOW = 1.0  # seconds without a new item after which an album is complete
+COLLECTOR_KEY = "album_collector"
+CONFIRM, BATCH = "confirm", "batch"  # conversation states added by albums
+
+AlbumKey = tuple[int, int, str]  # chat, user, media_group_id
+
+
+class _AlbumItem(filters.MessageFilter):
+    def filter(self, message: Message) -> bool:
+        return message.media_group_id is not None
+
+
+ALBUM_ITEM = _AlbumItem(name="AlbumItem")
+
+
+@dataclass
+class _Album:
+    messages: list[Message] = field(default_factory=list)
+    last: float = field(default_factory=time.monotonic)
+
+
+class AlbumCollector:
+    """Albums being received, per chat, user and media group (in memory: an album takes
+    about a second; a restart in that second loses it, and the user sends it again)."""
+
+    def __init__(self, quiet: float = QUIET_WINDOW) -> None:
+        self.quiet = quiet
+        self._open: dict[AlbumKey, _Album] = {}
+        self._closed: dict[AlbumKey, float] = {}
+
+    def start(self, key: AlbumKey, message: Message) -> bool:
+        """Opens an album with its first item; False if it is known already."""
+        if key in self._open or key in self._closed:
+            self.add(key, message)
+            return False
+        self._open[key] = _Album([message])
+        return True
+
+    def add(self, key: AlbumKey, message: Message) -> bool:
+        """A further item: True if it belongs to an album being (or just) collected."""
+        album = self._open.get(key)
+        if album is not None:
+            album.messages.append(message)
+            album.last = time.monotonic()
+            return True
+        return key in self._closed  # a straggler of a finished album: dropped
+
+    async def collect(self, key: AlbumKey) -> list[Message]:
+        """Waits for the quiet window after the last item; the items in message order."""
+        album = self._open[key]
+        # A debounce: each new item moves the deadline.
+        while (wait := album.last + self.quiet - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
+        del self._open[key]
+        now = time.monotonic()
+        self._closed = {k: t for k, t in self._closed.items() if now - t < 60}
+        self._closed[key] = now
+        return sorted(album.messages, key=lambda m: m.message_id)
+
+
+def collector_of(context: Context) -> AlbumCollector:
+    collector = context.bot_data.get(COLLECTOR_KEY)
+    if not isinstance(collector, AlbumCollector):
+        collector = context.bot_data[COLLECTOR_KEY] = AlbumCollector()
+    return collector
+
+
+def key_of(update: Update) -> AlbumKey | None:
+    message, user = update.effective_message, update.effective_user
+    if message is None or user is None or message.media_group_id is None:
+        return None
+    return (message.chat_id, user.id, message.media_group_id)
+
+
+# ---- handlers ----------------------------------------------------------------------------
+
+
+async def on_album_item(update: Update, context: Context) -> object:
+    """The first item of an album at a photo step: collect the album, then take it whole."""
+    from handlers.conversation import on_photo  # the single-photo step (imports us)
+
+    key = key_of(update)
+    if key is None or not collector_of(context).start(key, _message(update)):
+        return None
+    messages = await collector_of(context).collect(key)
+    if len(messages) == 1:
+        if is_group(update):
+            await say(update, context, context.t("album_partial"))
+        return await on_photo(update, context)
+    return await take_album(update, context, messages)
+
+
+async def on_album_item_waiting(update: Update, context: Context) -> object:
+    """An album item while the conversation is busy: it joins its album if one is being
+    collected; otherwise an input waits its turn like any other, and a member's ordinary
+    chat album (privacy off) is left alone."""
+    from handlers.conversation import on_waiting
+
+    key = key_of(update)
+    if key is not None and collector_of(context).add(key, _message(update)):
+        return None
+    if INPUT_MESSAGE.check_update(update):
+        context.application.create_task(on_waiting(update, context), update=update)
+    return None
+
+
+def _message(update: Update) -> Message:
+    message = update.effective_message
+    assert message is not None
+    return message
+
+
+async def take_album(update: Update, context: Context, messages: list[Message]) -> object:
+    from handlers.batches import offer_batch
+    from handlers.conversation import advance, current_draft, expired, submit
+
+    draft = current_draft(update, context)
+    step = draft.next_step() if draft else None
+    if draft is None or step is None:
+        return await expired(update, context)
+    lang = draft.lang
+    plan = plan_album(step, [m.caption for m in messages])
+    log.info("album of %d at step %s: %s", len(messages), step, plan.kind)
+    if plan.kind != "fill" and plan.kind != "batch":
+        await say(update, context, context.t(f"album_{plan.kind}", lang, most=MAX_BATCH))
+        return None
+    images = await _accept_all(update, context, draft, messages, _used(plan))
+    if images is None:
+        return None
+    draft.last_message_id = messages[-1].message_id
+    if plan.person is not None:
+        draft.put(PERSON, images[plan.person])
+        draft.from_profile = False
+    if plan.kind == "batch":
+        return await offer_batch(update, context, draft, plan, images)
+    summary = summary_text(context, lang, plan)
+    if plan.top is not None:
+        draft.put(TOP, images[plan.top])
+        if plan.dress:
+            draft.dress = True
+            if plan.bottom is None:
+                draft.put(BOTTOM, None)
+    if plan.bottom is not None:
+        draft.put(BOTTOM, images[plan.bottom])
+    if draft.next_step() is None:
+        if plan.guessed:
+            return await ask_confirm(update, context, draft, summary, plan)
+        await say(update, context, summary)
+        return await submit(update, context, draft)
+    rows = fix_rows(update, context, draft, plan) if plan.guessed else []
+    return await advance(update, context, draft, summary, extra=rows)
+
+
+def _used(plan: AlbumPlan) -> list[int]:
+    used = [i for i in (plan.person, plan.top, plan.bottom) if i is not None]
+    return sorted({*used, *plan.garments})
+
+
+async def _accept_all(
+    update: Update, context: Context, draft: Draft, messages: list[Message], used: list[int]
+) -> dict[int, InputImage] | None:
+    """Checks (and starts uploading) every photo used; None, after one answer, if any
+    is unusable: an album with a bad photo changes nothing."""
+    found = {i: image_of(messages[i]) for i in used}
+    missing = [i for i, image in found.items() if image is None]
+    if missing:
+        await say(update, context, context.t("album_not_photo", draft.lang, number=missing[0] + 1))
+        return None
+    intake = context.services.intake
+    results = await asyncio.gather(
+        *(intake.accept(image) for image in found.values() if image is not None),
+        return_exceptions=True,
+    )
+    accepted: dict[int, InputImage] = {}
+    for index, result in zip(found, results, strict=True):
+        if isinstance(result, ImageRejected):
+            reason = reject_text(context, draft.lang, result)
+            text = context.t("album_photo_rejected", draft.lang, number=index + 1, reason=reason)
+            await say(update, context, text)
+            return None
+        if isinstance(result, BaseException):
+            log.warning("album photo %d could not be fetched: %r", index + 1, result)
+            await say(update, context, context.t("download_failed", draft.lang))
+            return None
+        accepted[index] = result
+    return accepted
+
+
+def summary_text(context: Context, lang: str, plan: AlbumPlan) -> str:
+    """One line per photo: "Photo 2 → top"."""
+    lines = [
+        context.t(f"album_role_{role}", lang, number=index + 1)
+        for index, role in sorted(plan.roles().items())
+    ]
+    return "\n".join([context.t("album_received", lang), *lines])
+
+
+def fix_rows(
+    update: Update, context: Context, draft: Draft, plan: AlbumPlan
+) -> list[list[InlineKeyboardButton]]:
+    """Buttons that correct a role guessed from the order."""
+    owner = user_of(update)
+    t, lang = context.texts, draft.lang
+    rows = []
+    if plan.top is not None and plan.bottom is not None and not plan.dress:
+        rows.append([button(t, lang, "btn_album_swap", callback(Action.ALBUM_FIX, owner, "tb"))])
+    if plan.person is not None and plan.top is not None:
+        rows.append(
+            [button(t, lang, "btn_album_person_is_top", callback(Action.ALBUM_FIX, owner, "pt"))]
+        )
+    single_top = plan.top is not None and plan.bottom is None and not plan.dress
+    if single_top and BOTTOM not in draft.decided:
+        rows.append(
+            [button(t, lang, "btn_album_top_is_bottom", callback(Action.ALBUM_FIX, owner, "t2b"))]
+        )
+    return rows
+
+
+def user_of(update: Update) -> int:
+    user = update.effective_user
+    assert user is not None
+    return user.id
+
+
+async def ask_confirm(
+    update: Update, context: Context, draft: Draft, summary: str, plan: AlbumPlan | None
+) -> object:
+    """Everything is there but some role was guessed: show it, try on only on a tap."""
+    chat = update.effective_chat
+    assert chat is not None and context.user_data is not None
+    save_draft(context.user_data, chat.id, draft)
+    owner = user_of(update)
+    t, lang = context.texts, draft.lang
+    rows = fix_rows(update, context, draft, plan) if plan is not None else []
+    if plan is None and draft.top is not None and draft.bottom is not None:
+        rows.append([button(t, lang, "btn_album_swap", callback(Action.ALBUM_FIX, owner, "tb"))])
+    rows.insert(0, [button(t, lang, "btn_album_go", callback(Action.ALBUM_GO, owner))])
+    rows.append([button(t, lang, "btn_cancel", callback(Action.CANCEL, owner))])
+    text = "\n\n".join(filter(None, [summary, context.t("album_confirm", lang)]))
+    await say(update, context, text, markup=InlineKeyboardMarkup(rows), thread_id=draft.thread_id)
+    return CONFIRM
+
+
+async def on_album_fix(update: Update, context: Context) -> object:
+    """A fix button: swap top and bottom, swap person and top, or the top is a bottom."""
+    from handlers.conversation import advance, expired
+
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    await query.answer()
+    chat = update.effective_chat
+    assert chat is not None
+    draft = load_draft(context.user_data, chat.id)
+    operation = (query.data or "").split(":")[1]
+    if draft is None:
+        return await expired(update, context)
+    if isinstance(query.message, Message):
+        await context.services.gateway.edit_markup(query.message)
+    if operation == "tb":
+        draft.top, draft.bottom = draft.bottom, draft.top
+        draft.dress = False
+    elif operation == "pt" and draft.person is not None and draft.top is not None:
+        draft.person, draft.top = draft.top, draft.person
+    elif operation == "t2b" and draft.top is not None:
+        draft.put(BOTTOM, draft.top)
+        draft.top = None
+    note = context.t("album_fixed", draft.lang)
+    if draft.next_step() is None:
+        return await ask_confirm(update, context, draft, note, None)
+    return await advance(update, context, draft, note)
+
+
+async def on_album_go(update: Update, context: Context) -> object:
+    from handlers.conversation import expired, submit
+
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    chat = update.effective_chat
+    assert chat is not None
+    draft = load_draft(context.user_data, chat.id)
+    if draft is None or draft.next_step() is not None:
+        return await expired(update, context)
+    if isinstance(query.message, Message):
+        await context.services.gateway.edit_markup(query.message)
+    return await submit(update, context, draft)
+
+
+async def on_confirm_input(update: Update, context: Context) -> object:
+    chat = update.effective_chat
+    assert chat is not None
+    draft = load_draft(context.user_data, chat.id)
+    await say(update, context, context.t("album_confirm_hint", draft.lang if draft else None))
+    return None

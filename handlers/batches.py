@@ -47,7 +47,6 @@ from handlers.keyboards import (
     failure_markup,
     result_markup,
 )
-from handlers.launch import refusal_text
 from services.i18n import Texts
 from services.model import ACTIVE_STATES, FailureKind, InputImage, Job, new_job_id
 from services.storage.jobs import JobStore
@@ -168,11 +167,18 @@ async def start_batch(update: Update, context: Context, draft: Draft) -> object:
             drop_draft(context.user_data, chat.id)
             return END
         left = await svc.quota.remaining(owner)
+        # `left` covers both the user's limit and the bot's daily budget.
         refused = context.t("batch_refused", draft.lang, count=size, left=left or 0)
-        refused = f"{refused}\n{refusal_text(context, draft.lang, refusal)}"
     assert context.user_data is not None
     save_draft(context.user_data, chat.id, draft)
-    await say(update, context, refused, thread_id=draft.thread_id)
+    t, lang = context.texts, draft.lang
+    markup = InlineKeyboardMarkup(
+        [
+            [button(t, lang, "btn_batch_pick", callback(Action.BATCH_PICK, owner))],
+            [button(t, lang, "btn_cancel", callback(Action.CANCEL, owner))],
+        ]
+    )
+    await say(update, context, refused, markup=markup, thread_id=draft.thread_id)
     return BATCH  # "Pick one" still works
 
 

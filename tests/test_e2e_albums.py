@@ -109,3 +109,92 @@ async def test_chinese_captions_and_texts(
     assert "第 2 张 → 人物" in summary.body and "第 1 张 → 连衣裙" in summary.body
     await li.result(since)
     assert set(ds.submits[0]["body"]["input"]) == {"person_image_url", "top_garment_url"}
+
+
+# ---- batches -----------------------------------------------------------------------------
+
+
+def album_sent(tg: FakeTelegram, chat_id: int, since: int) -> list[SentMessage]:
+    return [m for m in tg.sent[since:] if m.chat_id == chat_id and m.media_group_id]
+
+
+async def offer_three_tops(tg: FakeTelegram, ann: Actor, seed: int = 20) -> SentMessage:
+    await ann.command("tryon")
+    await ann.photo(jpeg(seed=seed))
+    since = len(tg.sent)
+    tops = [jpeg(seed=seed + n) for n in (1, 2, 3)]
+    await tg.send_album_items(
+        ann.chat,
+        ann.user,
+        tops,
+        reply_to=ann.last_prompt if ann.in_group else None,
+        reply_to_all=ann.in_group,
+    )
+    return await ann.next_from_bot(since, lambda m: "Try each one on" in str(m.buttons))
+
+
+async def test_a_batch_of_three_tops_gives_one_album_of_three_results(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5101)
+    offer = await offer_three_tops(tg, ann)
+    assert "3 tops" in offer.body and "3 try-ons" in offer.body
+    assert "20 try-ons left" in offer.body
+    since = len(tg.sent)
+    await ann.press(offer, "Try each one on", predicate=lambda m: "of 3 ready" in m.body)
+    await tg.wait_for(lambda: len(album_sent(tg, ann.chat_id, since)) == 3, timeout=20)
+    album = album_sent(tg, ann.chat_id, since)
+    assert [m.caption for m in album] == ["👕 1", "👕 2", "👕 3"]
+    assert len({m.media_group_id for m in album}) == 1 and all(m.kind == "photo" for m in album)
+    assert len(tg.calls_of("sendMediaGroup")) == 1
+    follow = await ann.next_from_bot(since, lambda m: "Compare" in str(m.buttons))
+    assert "3 try-ons" in follow.body
+    assert len(ds.submits) == 3
+    person_urls = {s["body"]["input"]["person_image_url"] for s in ds.submits}
+    top_urls = [s["body"]["input"]["top_garment_url"] for s in ds.submits]
+    assert len(person_urls) == 1 and len(set(top_urls)) == 3
+    # One status message for the whole batch, gone once the album is there.
+    statuses = [m for m in tg.sent[since:] if "ready" in (m.raw_text or "")]
+    assert len(statuses) == 1
+    await tg.wait_for(lambda: statuses[0].deleted)
+    assert any("of 3 ready" in e for e in [statuses[0].raw_text or "", *statuses[0].edits])
+
+
+async def test_a_batch_the_quota_cannot_cover_is_refused_then_pick_one(
+    tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path
+) -> None:
+    settings = make_settings(tg.base_url, ds.base_url, tmp_path / "d", user_daily_limit=2)
+    async with running_bot(settings):
+        ann = Actor(tg, 5102)
+        offer = await offer_three_tops(tg, ann, seed=30)
+        assert "2 try-ons left" in offer.body
+        refused = await ann.press(offer, "Try each one on", predicate=lambda m: "needs 3" in m.body)
+        assert "2 left" in refused.body
+        assert ds.submits == []
+        which = await ann.press(refused, "Pick one")
+        step3 = await ann.press(which, "2", predicate=lambda m: "Step 3" in m.body)
+        assert step3
+        since = len(tg.sent)
+        await ann.command("skip")
+        await ann.result(since)
+        assert len(ds.submits) == 1
+
+
+async def test_a_failed_item_is_named_and_the_others_are_delivered(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5103)
+    offer = await offer_three_tops(tg, ann, seed=40)
+    ds.script_next_task("SUCCEEDED", None)
+    ds.script_next_task("FAILED", "InvalidGarment")
+    since = len(tg.sent)
+    await ann.press(offer, "Try each one on", predicate=lambda m: "ready" in m.body)
+    await tg.wait_for(lambda: len(album_sent(tg, ann.chat_id, since)) == 2, timeout=20)
+    album = album_sent(tg, ann.chat_id, since)
+    assert album[0].caption is not None and album[0].caption.startswith("👕 1")
+    assert "2 didn't work" in album[0].caption and "garment" in album[0].caption
+    assert album[1].caption == "👕 3"

@@ -14,7 +14,6 @@ from handlers.common import say, thread_of
 from handlers.compare import RESULTS_KEPT
 from handlers.context import Context
 from handlers.keyboards import Action, callback, parse_callback, pattern, result_markup
-from services.model import JobState
 
 HISTORY_SIZE = 8
 
@@ -29,7 +28,7 @@ async def on_history(update: Update, context: Context) -> None:
         return
     rows = []
     for number, job in enumerate(jobs, start=1):
-        when = datetime.fromtimestamp(job.delivered_at or job.created_at, UTC).strftime("%H:%M")
+        when = datetime.fromtimestamp(job.created_at, UTC).strftime("%H:%M")
         label = context.t("history_item", number=number, when=when)
         rows.append(
             [InlineKeyboardButton(label, callback_data=callback(Action.HISTORY, user.id, job.id))]
@@ -44,9 +43,7 @@ async def on_history_item(update: Update, context: Context) -> None:
     parsed = parse_callback(query.data)
     svc = context.services
     job = await svc.store.get(parsed.argument) if parsed else None
-    fresh = job is not None and (job.delivered_at or 0) >= time.time() - RESULTS_KEPT
-    if job is None or job.result_file_id is None or job.state is not JobState.DELIVERED:
-        fresh = False
+    fresh = job is not None and job.created_at >= time.time() - RESULTS_KEPT
     if job is None or job.result_file_id is None or not fresh:
         await query.answer(context.t("history_gone"), show_alert=True)
         return

@@ -198,3 +198,133 @@ async def test_a_failed_item_is_named_and_the_others_are_delivered(
     assert album[0].caption is not None and album[0].caption.startswith("👕 1")
     assert "2 didn't work" in album[0].caption and "garment" in album[0].caption
     assert album[1].caption == "👕 3"
+
+
+# ---- groups (privacy mode) ---------------------------------------------------------------
+
+
+async def test_group_album_with_every_item_replying_is_taken_whole(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Shopping")
+    ann = Actor(tg, 5201, chat=group, name="Ann")
+    step1 = await ann.command("tryon")
+    since = len(tg.sent)
+    await tg.send_album_items(
+        group, ann.user, [jpeg(seed=50), jpeg(seed=51)], reply_to=step1, reply_to_all=True
+    )
+    step3 = await ann.next_from_bot(since, lambda m: "Step 3" in m.body)
+    assert step3.force_reply and step3.selective
+    summary = next(m for m in tg.sent[since:] if "Got your album" in m.body)
+    assert any("Swap person and top" in label for label, _ in summary.buttons)
+    since = len(tg.sent)
+    await ann.command("skip", reply_to=step3)
+    await ann.result(since)
+    assert set(ds.submits[0]["body"]["input"]) == {"person_image_url", "top_garment_url"}
+
+
+async def test_group_album_of_which_only_the_replying_item_arrives(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    """Privacy mode: items that do not reply to the bot never reach it. The one that did
+    is taken as a single photo, with a note on how to send the rest."""
+    group = tg.group(GROUP_ID, "Shopping")
+    ann = Actor(tg, 5202, chat=group, name="Ann")
+    step1 = await ann.command("tryon")
+    hidden = len(tg.undelivered)
+    since = len(tg.sent)
+    await tg.send_album_items(group, ann.user, [jpeg(seed=52), jpeg(seed=53)], reply_to=step1)
+    assert len(tg.undelivered) == hidden + 1
+    step2 = await ann.next_from_bot(since, lambda m: "Step 2" in m.body)
+    assert any("Only one photo of your album" in m.body for m in tg.sent[since:])
+    assert step2.force_reply
+
+
+async def test_group_album_items_without_reply_join_when_the_bot_sees_them(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    """Privacy off: the other items arrive without reply_to_message and join the album
+    by its media_group_id."""
+    tg.privacy_mode = False
+    group = tg.group(GROUP_ID, "Shopping")
+    ann = Actor(tg, 5203, chat=group, name="Ann")
+    step1 = await ann.command("tryon")
+    since = len(tg.sent)
+    await tg.send_album_items(
+        group, ann.user, [jpeg(seed=54), jpeg(seed=55), jpeg(seed=56)], reply_to=step1
+    )
+    confirm = await ann.next_from_bot(since, lambda m: "Try it on" in str(m.buttons))
+    assert "Photo 3 → bottom" in confirm.body
+    swapped = await ann.press(confirm, "Swap top and bottom", predicate=lambda m: "Fixed" in m.body)
+    since = len(tg.sent)
+    await ann.press(swapped, "Try it on", predicate=lambda m: "⏱" in m.body)
+    await ann.result(since)
+    inputs = ds.submits[0]["body"]["input"]
+    assert set(inputs) == {"person_image_url", "top_garment_url", "bottom_garment_url"}
+
+
+# ---- compare and history ----------------------------------------------------------------
+
+
+async def run_batch(tg: FakeTelegram, ann: Actor, seed: int) -> None:
+    offer = await offer_three_tops(tg, ann, seed=seed)
+    since = len(tg.sent)
+    await ann.press(offer, "Try each one on", predicate=lambda m: "ready" in m.body)
+    await ann.next_from_bot(since, lambda m: "Compare" in str(m.buttons), timeout=20)
+
+
+async def test_compare_in_a_group_posts_a_collage_and_a_poll(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    group = tg.group(GROUP_ID, "Shopping")
+    ann = Actor(tg, 5301, chat=group, name="Ann")
+    await run_batch(tg, ann, seed=60)
+    follow = tg.sent[-1]
+    since = len(tg.sent)
+    collage = await ann.press(follow, "Compare", predicate=lambda m: m.kind == "photo")
+    assert "Which one" in collage.body and collage.photo is not None
+    poll = await ann.next_from_bot(since, lambda m: m.kind == "poll")
+    assert poll.poll is not None and poll.poll["is_anonymous"] is False
+    assert [o["text"] for o in poll.poll["options"]] == ["Number 1", "Number 2", "Number 3"]
+    assert poll.reply_to_message_id == collage.message_id
+    assert len(ds.submits) == 3  # comparing costs nothing
+
+
+async def test_compare_in_private_has_no_poll_and_history_resends(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5302)
+    await run_batch(tg, ann, seed=70)
+    since = len(tg.sent)
+    collage = await ann.command("compare", predicate=lambda m: m.kind == "photo")
+    assert "Forward" in collage.body
+    await ann.command("history")  # a round trip: everything before it is handled
+    assert not any(m.kind == "poll" for m in tg.sent[since:])
+    history = tg.sent[-1]
+    assert "recent try-ons" in history.body and len(history.buttons) == 3
+    label = history.buttons[0][0]
+    again = await ann.press(history, label, predicate=lambda m: m.kind == "photo")
+    assert again.params.get("photo") and "Full size" in str(again.buttons)
+    assert len(ds.submits) == 3  # no new try-on
+
+
+async def test_compare_and_history_in_chinese(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    li = Actor(tg, 5303, lang="zh-hans", name="Li")
+    nothing = await li.command("compare")
+    assert "至少有 2 次" in nothing.body
+    empty = await li.command("history")
+    assert "没有可显示" in empty.body

@@ -183,11 +183,12 @@ class JobStore:
     async def recent_results(
         self, user_id: int, chat_id: int, since: float, limit: int = 10
     ) -> list[Job]:
-        """The user's delivered try-ons in a chat with a kept result file, newest first."""
+        """The user's try-ons in a chat whose result Telegram accepted (its file id is
+        kept then), made since `since`, newest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM jobs WHERE user_id = ? AND chat_id = ? AND state = ? "
-            "AND result_file_id IS NOT NULL AND delivered_at >= ? "
-            "ORDER BY delivered_at DESC, batch_index DESC LIMIT ?",
-            (user_id, chat_id, JobState.DELIVERED.value, since, limit),
+            "SELECT * FROM jobs WHERE user_id = ? AND chat_id = ? "
+            "AND result_file_id IS NOT NULL AND created_at >= ? "
+            "ORDER BY created_at DESC, batch_index DESC LIMIT ?",
+            (user_id, chat_id, since, limit),
         )
         return [_row_to_job(row) for row in rows]

@@ -19,7 +19,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, compare, guards, history, housekeeping, results
+from handlers import albums, commands, compare, guards, history, housekeeping, results
 from handlers.batches import BatchNotifier
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
@@ -72,6 +72,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data["db"] = db
     guards.register(application)
     application.add_handler(build_conversation())
+    albums.register(application)
     compare.register(application)  # before commands: its private catch-all takes commands too
     history.register(application)
     commands.register(application)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.ext import filters
+from telegram.ext import Application, MessageHandler, filters
 
 from handlers.album_plan import MAX_BATCH, AlbumPlan, plan_album
 from handlers.common import is_group, say
@@ -327,3 +327,48 @@ async def on_confirm_input(update: Update, context: Context) -> object:
     draft = load_draft(context.user_data, chat.id)
     await say(update, context, context.t("album_confirm_hint", draft.lang if draft else None))
     return None
+
+
+# ---- albums seen in a group, for /tryon replying to one -----------------------------------
+
+SEEN_KEY = "albums_seen"
+SEEN_GROUP = 2  # a handler group of its own: it sees every album item, consumed or not
+SEEN_MAX = 200  # albums remembered (in memory, the most recent)
+
+SeenAlbums = dict[tuple[int, str], dict[int, tuple[InputImage, str | None]]]
+
+
+async def remember_album_item(update: Update, context: Context) -> None:
+    """Keeps the items of albums posted in groups the bot can see, so "/tryon" replying
+    to one item can offer the whole album (with privacy mode on, only items that reply
+    to the bot reach it: then the album is what arrived)."""
+    message = update.effective_message
+    if message is None or message.media_group_id is None or not is_group(update):
+        return
+    image = image_of(message)
+    if image is None:
+        return
+    seen: SeenAlbums = context.bot_data.setdefault(SEEN_KEY, {})
+    key = (message.chat_id, message.media_group_id)
+    seen.setdefault(key, {})[message.message_id] = (image, message.caption)
+    while len(seen) > SEEN_MAX:
+        del seen[next(iter(seen))]
+
+
+def seen_album(context: Context, message: Message) -> list[tuple[InputImage, str | None]]:
+    """The known items of the album `message` belongs to, in order (itself included)."""
+    if message.media_group_id is None:
+        return []
+    seen: SeenAlbums = context.bot_data.get(SEEN_KEY, {})
+    items = dict(seen.get((message.chat_id, message.media_group_id), {}))
+    image = image_of(message)
+    if image is not None:
+        items.setdefault(message.message_id, (image, message.caption))
+    return [items[k] for k in sorted(items)]
+
+
+def register(application: Application) -> None:  # type: ignore[type-arg]
+    application.add_handler(
+        MessageHandler(filters.UpdateType.MESSAGE & ALBUM_ITEM, remember_album_item),
+        group=SEEN_GROUP,
+    )

@@ -32,14 +32,15 @@ from telegram import (
 )
 from telegram.error import BadRequest, ChatMigrated, Forbidden
 
-from handlers.album_plan import AlbumPlan
-from handlers.common import say
+from handlers.album_plan import MAX_BATCH, AlbumPlan, role_of
+from handlers.common import say, thread_of
 from handlers.context import Context
 from handlers.delivery import StatusConfig, TelegramNotifier, failure_text, fits_send_photo
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.gateway import TelegramGateway
 from handlers.keyboards import (
     BOTTOM,
+    PERSON,
     TOP,
     Action,
     button,
@@ -110,6 +111,31 @@ async def show_offer(update: Update, context: Context, draft: Draft) -> object:
     )
     await say(update, context, "\n\n".join(lines), markup=markup, thread_id=draft.thread_id)
     return BATCH
+
+
+async def offer_seen_album(
+    update: Update, context: Context, items: list[tuple[InputImage, str | None]]
+) -> object:
+    """/tryon replying to an album of garments in a group: try each one on, or pick one."""
+    from handlers.conversation import END
+
+    chat, user, message = update.effective_chat, update.effective_user, update.effective_message
+    assert chat is not None and user is not None and message is not None
+    assert context.user_data is not None
+    roles = [role_of(caption) for _image, caption in items]
+    garments = [image for (image, _c), role in zip(items, roles, strict=True) if role != PERSON]
+    if len(garments) > MAX_BATCH:
+        await say(update, context, context.t("album_too_many", most=MAX_BATCH))
+        return END
+    draft = Draft(lang=context.lang, thread_id=thread_of(message))
+    draft.last_message_id = message.message_id
+    all_bottoms = all(role == BOTTOM for role in roles if role != PERSON)
+    draft.batch, draft.batch_slot = garments, BOTTOM if all_bottoms else TOP
+    profile = await context.services.profiles.get(user.id)
+    if profile is not None:
+        draft.put(PERSON, profile)
+        draft.from_profile = True
+    return await show_offer(update, context, draft)
 
 
 async def on_batch_each(update: Update, context: Context) -> object:

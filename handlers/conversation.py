@@ -32,9 +32,11 @@ from handlers.albums import (
     on_album_item,
     on_album_item_waiting,
     on_confirm_input,
+    seen_album,
 )
 from handlers.batches import (
     BATCH,
+    offer_seen_album,
     on_batch_chosen,
     on_batch_each,
     on_batch_input,
@@ -147,6 +149,9 @@ async def on_tryon(update: Update, context: Context) -> object:
     if refused is not None:
         await say(update, context, refused)
         return END
+    album = seen_album(context, target) if target is not None else []
+    if len(album) >= 2:  # replying to an album: several garments at once
+        return await offer_seen_album(update, context, album)
     draft = Draft(lang=context.lang, thread_id=thread_of(message), pending_garment=garment)
     draft.last_message_id = message.message_id
     save_draft(context.user_data, chat.id, draft)

@@ -328,3 +328,25 @@ async def test_compare_and_history_in_chinese(
     assert "至少有 2 次" in nothing.body
     empty = await li.command("history")
     assert "没有可显示" in empty.body
+
+
+async def test_tryon_replying_to_an_album_in_a_group_tries_each_garment(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    tg.privacy_mode = False  # the bot sees the friend's album (as an admin would)
+    group = tg.group(GROUP_ID, "Shopping")
+    ann = Actor(tg, 5401, chat=group, name="Ann")
+    bob = Actor(tg, 5402, chat=group, name="Bob")
+    posted = await tg.send_album_items(group, bob.user, [jpeg(seed=80), jpeg(seed=81)])
+    await ann.command("help")  # a round trip: the album has been seen
+    offer = await ann.command(
+        "tryon", reply_to=posted[1], predicate=lambda m: "Try each one on" in str(m.buttons)
+    )
+    assert "2 tops" in offer.body
+    step1 = await ann.press(offer, "Try each one on", predicate=lambda m: "Step 1" in m.body)
+    since = len(tg.sent)
+    await ann.photo(jpeg(seed=82), reply_to=step1)
+    await tg.wait_for(lambda: len(album_sent(tg, GROUP_ID, since)) == 2, timeout=20)
+    assert len(ds.submits) == 2

@@ -367,7 +367,27 @@ def seen_album(context: Context, message: Message) -> list[tuple[InputImage, str
     return [items[k] for k in sorted(items)]
 
 
+async def on_stray_album_item(update: Update, context: Context) -> None:
+    """A private album outside any flow: one hint for the album, not one per photo."""
+    key = key_of(update)
+    hinted: dict[AlbumKey, float] = context.bot_data.setdefault("albums_hinted", {})
+    if key is None or key in hinted:
+        return
+    now = time.monotonic()
+    for old in [k for k, t in hinted.items() if now - t > 60]:
+        del hinted[old]
+    hinted[key] = now
+    await say(update, context, context.t("idle_hint"))
+
+
 def register(application: Application) -> None:  # type: ignore[type-arg]
+    """Call after the conversation and before handlers.commands (its private catch-all)."""
+    application.add_handler(
+        MessageHandler(
+            filters.UpdateType.MESSAGE & filters.ChatType.PRIVATE & ALBUM_ITEM,
+            on_stray_album_item,
+        )
+    )
     application.add_handler(
         MessageHandler(filters.UpdateType.MESSAGE & ALBUM_ITEM, remember_album_item),
         group=SEEN_GROUP,

@@ -350,3 +350,14 @@ async def test_tryon_replying_to_an_album_in_a_group_tries_each_garment(
     await ann.photo(jpeg(seed=82), reply_to=step1)
     await tg.wait_for(lambda: len(album_sent(tg, GROUP_ID, since)) == 2, timeout=20)
     assert len(ds.submits) == 2
+
+
+async def test_an_album_outside_a_flow_gets_one_hint(
+    tg: FakeTelegram, ds: FakeDashScope, bot: Application  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5501)
+    since = len(tg.sent)
+    await tg.send_album_items(ann.chat, ann.user, [jpeg(seed=90), jpeg(seed=91), jpeg(seed=92)])
+    await ann.command("help")
+    hints = [m for m in tg.sent[since:] if "/tryon to start" in m.body]
+    assert len(hints) == 1

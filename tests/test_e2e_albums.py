@@ -353,7 +353,9 @@ async def test_tryon_replying_to_an_album_in_a_group_tries_each_garment(
 
 
 async def test_an_album_outside_a_flow_gets_one_hint(
-    tg: FakeTelegram, ds: FakeDashScope, bot: Application  # type: ignore[type-arg]
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
 ) -> None:
     ann = Actor(tg, 5501)
     since = len(tg.sent)

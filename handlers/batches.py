@@ -58,6 +58,23 @@ log = logging.getLogger(__name__)
 
 BATCH = "batch"  # conversation state: "try each one on" or "pick one"
 DOCUMENT_PREFIX = "doc:"  # a kept result file id that is a document, not a photo
+# A batch's status shows its furthest job: the first of these that any job is at.
+STAGE_ORDER = (
+    Stage.SENDING,
+    Stage.GENERATING,
+    Stage.QUEUED_REMOTE,
+    Stage.SUBMITTING,
+    Stage.WAITING,
+    Stage.PREPARING,
+)
+
+
+def _file_id(message: Message) -> str | None:
+    if message.photo:
+        return message.photo[-1].file_id
+    if message.document is not None:
+        return DOCUMENT_PREFIX + message.document.file_id
+    return None
 
 
 # ---- the conversation side ---------------------------------------------------------------
@@ -283,8 +300,7 @@ class _Batch:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sender: asyncio.Task[dict[int, Receipt]] | None = None
     sending: asyncio.Event = field(default_factory=asyncio.Event)
-    stage: Stage = Stage.PREPARING
-    position: int | None = None
+    stages: dict[str, tuple[Stage, int | None]] = field(default_factory=dict)  # per job
     shown: str = ""
 
     @property
@@ -312,15 +328,20 @@ class BatchNotifier(TelegramNotifier):
         await self._keep_file(job, message)
 
     async def _keep_file(self, job: Job, message: Message) -> None:
-        file_id = message.photo[-1].file_id if message.photo else None
-        if file_id is None and message.document is not None:
-            file_id = DOCUMENT_PREFIX + message.document.file_id
+        """Keeps the result's file id for /history and Compare, in the background: the
+        delivery is not held up for it."""
+        file_id = _file_id(message)
         if file_id is None:
             return
+        task = asyncio.create_task(self._store_file(job.id, file_id), name=f"keep-{job.id}")
+        self._edits.add(task)
+        task.add_done_callback(self._edits.discard)
+
+    async def _store_file(self, job_id: str, file_id: str) -> None:
         try:
-            await self.store.set_result_file(job.id, file_id)
+            await self.store.set_result_file(job_id, file_id)
         except Exception:  # history is a convenience; the delivery itself stands
-            log.exception("job %s: could not keep the result's file id", job.id)
+            log.exception("job %s: could not keep the result's file id", job_id)
 
     def _batch(self, job: Job) -> _Batch:
         assert job.batch_id is not None
@@ -340,10 +361,14 @@ class BatchNotifier(TelegramNotifier):
     # ---- status ----------------------------------------------------------------------
 
     def _status_text(self, batch: _Batch) -> str:
+        """ "2 of 4 ready" and the stage of the batch's furthest job still working."""
         head = self.texts.get(batch.lang, "batch_status", ready=batch.ready, total=batch.size)
-        line = self.texts.get(
-            batch.lang, f"stage_{batch.stage.value}", position=batch.position or 1
+        stage, position = min(
+            batch.stages.values(),
+            key=lambda s: (STAGE_ORDER.index(s[0]), s[1] or 0),
+            default=(Stage.PREPARING, None),
         )
+        line = self.texts.get(batch.lang, f"stage_{stage.value}", position=position or 1)
         return f"{head}\n{line}"
 
     async def started(self, job: Job) -> Receipt:
@@ -370,7 +395,7 @@ class BatchNotifier(TelegramNotifier):
         batch = self._batch(job)
         if batch.sender is not None:
             return
-        batch.stage, batch.position = stage, position
+        batch.stages[job.id] = (stage, position)
         self._refresh(batch)
 
     def _refresh(self, batch: _Batch) -> None:
@@ -401,6 +426,7 @@ class BatchNotifier(TelegramNotifier):
         assert job.batch_index is not None
         batch = self._batch(job)
         batch.images[job.batch_index] = (job, image)
+        batch.stages.pop(job.id, None)
         sender = await self._settle(job, batch)
         if sender is None:  # wait for the batch's last job to send the album
             await batch.sending.wait()
@@ -415,6 +441,7 @@ class BatchNotifier(TelegramNotifier):
         assert job.batch_index is not None
         batch = self._batch(job)
         batch.failures[job.batch_index] = (job, kind)
+        batch.stages.pop(job.id, None)
         sender = await self._settle(job, batch)
         if sender is not None:
             with contextlib.suppress(Exception):
@@ -478,7 +505,8 @@ class BatchNotifier(TelegramNotifier):
             else:
                 for (number, (job, _image)), message in zip(results, messages, strict=True):
                     receipts[number] = Receipt(message.chat_id, message.message_id)
-                    await self._keep_file(job, message)
+                    if file_id := _file_id(message):  # before Compare is offered
+                        await self._store_file(job.id, file_id)
                 await self._follow_up(batch, results)
                 return receipts
         for number, (job, image) in results:

@@ -507,7 +507,7 @@ class BatchNotifier(TelegramNotifier):
                     receipts[number] = Receipt(message.chat_id, message.message_id)
                     if file_id := _file_id(message):  # before Compare is offered
                         await self._store_file(job.id, file_id)
-                await self._follow_up(batch, results)
+                await self._follow_up(batch, results, failed)
                 return receipts
         for number, (job, image) in results:
             caption = "\n".join([texts.get(lang, "batch_item_caption", number=number), *notes])
@@ -528,6 +528,8 @@ class BatchNotifier(TelegramNotifier):
                 raise Undeliverable(str(error)) from error
             receipts[number] = Receipt(message.chat_id, message.message_id)
             await self._keep_file(job, message)
+        if any(kind.transient for _n, (_j, kind) in failed):
+            await self._follow_up(batch, [], failed)
         return receipts
 
     async def _album(
@@ -571,8 +573,14 @@ class BatchNotifier(TelegramNotifier):
         except Forbidden as error:
             raise Undeliverable(str(error)) from error
 
-    async def _follow_up(self, batch: _Batch, results: list[tuple[int, tuple[Job, bytes]]]) -> None:
-        """Albums carry no buttons: one short message with Compare and Full size."""
+    async def _follow_up(
+        self,
+        batch: _Batch,
+        results: list[tuple[int, tuple[Job, bytes]]],
+        failed: list[tuple[int, tuple[Job, FailureKind]]],
+    ) -> None:
+        """Albums carry no buttons: one short message with Full size per number, Try
+        again per garment that may work on a second try, Compare and Start over."""
         texts, lang, owner = self.texts, batch.lang, batch.user_id
         full = [
             InlineKeyboardButton(
@@ -581,17 +589,25 @@ class BatchNotifier(TelegramNotifier):
             )
             for number, (job, _image) in results
         ]
+        retry = [
+            InlineKeyboardButton(
+                texts.get(lang, "btn_retry_n", number=number),
+                callback_data=callback(Action.RETRY, owner, job.id),
+            )
+            for number, (job, kind) in failed
+            if kind.transient
+        ]
         rows = [full[i : i + 5] for i in range(0, len(full), 5)]
-        rows.append(
-            [
-                button(texts, lang, "btn_compare", callback(Action.COMPARE, owner)),
-                button(texts, lang, "btn_new", callback(Action.NEW, owner)),
-            ]
-        )
+        rows += [retry[i : i + 5] for i in range(0, len(retry), 5)]
+        last = [button(texts, lang, "btn_new", callback(Action.NEW, owner))]
+        if len(results) > 1:
+            last.insert(0, button(texts, lang, "btn_compare", callback(Action.COMPARE, owner)))
+        rows.append(last)
+        text = texts.get(lang, "batch_done" if results else "batch_retry_hint", count=len(results))
         try:
             await self.gateway.send_text(
                 batch.chat_id,
-                texts.get(lang, "batch_done", count=len(results)),
+                text,
                 thread_id=batch.thread_id,
                 markup=InlineKeyboardMarkup(rows),
             )

@@ -4,9 +4,11 @@ item, same media_group_id, consecutive message ids, a few ms apart)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from telegram.ext import Application
 
 from tests.actors import Actor
@@ -221,8 +223,9 @@ async def test_group_album_with_every_item_replying_is_taken_whole(
     assert any("Swap person and top" in label for label, _ in summary.buttons)
     since = len(tg.sent)
     await ann.command("skip", reply_to=step3)
-    await ann.result(since)
+    result = await ann.result(since)
     assert set(ds.submits[0]["body"]["input"]) == {"person_image_url", "top_garment_url"}
+    assert any("Compare" in label for label, _ in result.buttons)  # groups: "which one?"
 
 
 async def test_group_album_of_which_only_the_replying_item_arrives(
@@ -340,7 +343,9 @@ async def test_tryon_replying_to_an_album_in_a_group_tries_each_garment(
     ann = Actor(tg, 5401, chat=group, name="Ann")
     bob = Actor(tg, 5402, chat=group, name="Bob")
     posted = await tg.send_album_items(group, bob.user, [jpeg(seed=80), jpeg(seed=81)])
-    await ann.command("help")  # a round trip: the album has been seen
+    await ann.command(
+        "help", predicate=lambda m: "Virtual" in m.body
+    )  # round trip: the album has been seen
     offer = await ann.command(
         "tryon", reply_to=posted[1], predicate=lambda m: "Try each one on" in str(m.buttons)
     )
@@ -360,6 +365,74 @@ async def test_an_album_outside_a_flow_gets_one_hint(
     ann = Actor(tg, 5501)
     since = len(tg.sent)
     await tg.send_album_items(ann.chat, ann.user, [jpeg(seed=90), jpeg(seed=91), jpeg(seed=92)])
-    await ann.command("help")
+    await ann.command("help", predicate=lambda m: "Virtual try-on" in m.body)
     hints = [m for m in tg.sent[since:] if "/tryon to start" in m.body]
     assert len(hints) == 1
+
+
+async def test_albums_that_cannot_be_used_get_one_message_and_cost_nothing(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5601)
+    await ann.command("tryon")
+    since = len(tg.sent)
+    await tg.send_album_items(ann.chat, ann.user, [jpeg(seed=n) for n in range(100, 107)])
+    answer = await ann.next_from_bot(since, lambda m: "more garments" in m.body)
+    assert "up to 5 tops" in answer.body
+    await ann.command("help", predicate=lambda m: "Virtual try-on" in m.body)
+    assert len([m for m in tg.sent[since:] if "more garments" in m.body]) == 1
+    since = len(tg.sent)
+    await tg.send_album_items(
+        ann.chat,
+        ann.user,
+        [AlbumItem(jpeg(seed=110), caption="me"), AlbumItem(jpeg(seed=111), caption="Me")],
+    )
+    await ann.next_from_bot(since, lambda m: "more than one photo" in m.body)
+    await ann.command("help", predicate=lambda m: "Virtual try-on" in m.body)
+    assert len([m for m in tg.sent[since:] if "more than one photo" in m.body]) == 1
+    assert ds.submits == [] and ds.upload_count == 0
+
+
+async def test_a_wrong_guess_is_fixed_with_a_button(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    ann = Actor(tg, 5602)
+    await ann.command("tryon")
+    top, person = jpeg(600, 900, seed=120), jpeg(500, 800, seed=121)
+    since = len(tg.sent)
+    await tg.send_album_items(ann.chat, ann.user, [top, person])  # the wrong way round
+    prompt = await ann.next_from_bot(since, lambda m: "Step 3" in m.body)
+    fixed = await ann.press(prompt, "Swap person and top", predicate=lambda m: "Fixed" in m.body)
+    assert "Step 3" in fixed.body
+    since = len(tg.sent)
+    await ann.command("skip")
+    await ann.result(since)
+    assert len(ds.submits) == 1
+    person_url = ds.submits[0]["body"]["input"]["person_image_url"]
+    uploaded = Image.open(io.BytesIO(ds.uploads[person_url.removeprefix("oss://")]))
+    assert uploaded.size == (500, 800)  # the second photo went as the person
+
+
+async def test_a_batch_in_chinese(
+    tg: FakeTelegram,
+    ds: FakeDashScope,
+    bot: Application,  # type: ignore[type-arg]
+) -> None:
+    li = Actor(tg, 5603, lang="zh-hans", name="Li")
+    await li.command("tryon")
+    await li.photo(jpeg(seed=130))
+    since = len(tg.sent)
+    await tg.send_album_items(li.chat, li.user, [jpeg(seed=131), jpeg(seed=132), jpeg(seed=133)])
+    offer = await li.next_from_bot(since, lambda m: "逐件试穿" in str(m.buttons))
+    assert "3 件上装" in offer.body and "共 3 次" in offer.body
+    since = len(tg.sent)
+    await li.press(offer, "逐件试穿", predicate=lambda m: "已完成" in m.body)
+    await tg.wait_for(lambda: len(album_sent(tg, li.chat_id, since)) == 3, timeout=20)
+    follow = await li.next_from_bot(since, lambda m: "对比" in str(m.buttons))
+    assert "3 张试衣效果" in follow.body
+    collage = await li.press(follow, "对比", predicate=lambda m: m.kind == "photo")
+    assert "转发" in collage.body

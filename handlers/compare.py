@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 
-from telegram import InputPollOption, Update
+from telegram import InputPollOption, ReplyParameters, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, filters
 
@@ -76,7 +76,7 @@ async def on_compare(update: Update, context: Context) -> None:
             options,
             is_anonymous=False,
             message_thread_id=thread_id,
-            reply_to_message_id=sent.message_id,
+            reply_parameters=ReplyParameters(sent.message_id, allow_sending_without_reply=True),
         ),
     )
 

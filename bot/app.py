@@ -20,7 +20,18 @@ from bot.logs import RedactingFilter
 from bot.observe import CountingUploadCache, OperatorNotifier
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import admin, bursts, commands, guards, housekeeping, language, results
+from handlers import (
+    admin,
+    albums,
+    bursts,
+    commands,
+    compare,
+    guards,
+    history,
+    housekeeping,
+    language,
+    results,
+)
 from handlers.admin_reports import ACCOUNT, AdminReporter
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
@@ -99,6 +110,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     guards.register(application)
     language.register(application)
     application.add_handler(build_conversation())
+    albums.register(application)
+    compare.register(application)  # before commands: its private catch-all takes commands too
+    history.register(application)
     commands.register(application)
     results.register(application)
     housekeeping.register(application)
@@ -256,6 +270,7 @@ def build_services(
         texts,
         StatusConfig(status_interval=settings.status_interval),
         features,
+        store=store,
         tools=application.bot_data[admin.ADMIN_KEY],
     )
     runner = TryOnRunner(

@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from handlers.admin import AdminTools
 from handlers.admin_reports import ACCOUNT
-from handlers.delivery import StatusConfig, TelegramNotifier
+from handlers.batches import BatchNotifier
+from handlers.delivery import StatusConfig
 from handlers.gateway import TelegramGateway
 from handlers.texts import Texts
 from services.dashscope import DashScopeError
@@ -17,6 +18,7 @@ from services.dashscope.account import explain
 from services.metrics import Metrics
 from services.model import FailureKind, Job
 from services.storage.database import Database
+from services.storage.jobs import JobStore
 from services.storage.uploads import UploadCache
 from services.tryon.features import Features
 from services.tryon.ports import Receipt
@@ -38,7 +40,7 @@ class OperatorTexts(Texts):
         return super().template(lang, key, n)
 
 
-class OperatorNotifier(TelegramNotifier):
+class OperatorNotifier(BatchNotifier):
     """The Telegram notifier, plus: an account problem seen by a job is reported to the
     admins, and its user reads "the owner has been notified" (fail_service_unavailable)
     only when an admin really got the report; otherwise fail_service_unavailable_plain."""
@@ -50,10 +52,11 @@ class OperatorNotifier(TelegramNotifier):
         config: StatusConfig,
         features: Features | None = None,
         *,
+        store: JobStore,
         tools: AdminTools,
     ) -> None:
         notified = lambda: tools.reporter.recently_notified(ACCOUNT)  # noqa: E731
-        super().__init__(gateway, OperatorTexts(texts, notified), config, features)
+        super().__init__(gateway, OperatorTexts(texts, notified), config, features, store=store)
         self._tools = tools
         self._model_unavailable_since: float | None = None
 

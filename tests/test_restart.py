@@ -280,7 +280,7 @@ async def test_sigkill_at_every_await_gives_one_task_and_one_photo(
     tg: FakeTelegram, ds: FakeDashScope, operator: Bot, point: str
 ) -> None:
     if point == "upload":
-        ds.delay_next("policy", 30)  # the job waits for its uploads
+        pass  # the policy delay is set once started (after the start-up check's getPolicy)
     elif point == "submit":
         ds.delay_next("submit", 30)  # created, the answer held
     elif point == "query":
@@ -292,6 +292,7 @@ async def test_sigkill_at_every_await_gives_one_task_and_one_photo(
     await operator.start()
     ann = Actor(tg, 3100 + KILL_POINTS.index(point))
     if point == "upload":
+        ds.delay_next("policy", 30)  # the job waits for its uploads
         await ann.command("tryon")
         await ann.photo(jpeg(seed=1), timeout=20)
         await ann.photo(jpeg(seed=2))
@@ -342,8 +343,8 @@ async def test_sigkill_while_the_result_send_is_on_the_wire_resends_at_most_once
 async def test_sigkill_right_after_the_job_row_then_skip_again_submits_once(
     tg: FakeTelegram, ds: FakeDashScope, operator: Bot
 ) -> None:
+    await operator.start()  # (after the start-up check's own getPolicy)
     ds.delay_next("policy", 30)  # the job stays queued after its row is written
-    await operator.start()
     ann = Actor(tg, 3110)
     await ann.command("tryon")
     await ann.photo(jpeg(seed=1), timeout=20)

@@ -16,7 +16,7 @@ import io
 import struct
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -31,6 +31,7 @@ __all__ = [
     "NormalizedImage",
     "RejectReason",
     "check_file_size",
+    "decode_cost",
     "normalize",
     "sniff_is_image",
 ]
@@ -92,6 +93,8 @@ class RejectReason(enum.Enum):
     CORRUPT = "corrupt"
     TOO_SMALL = "too_small"
     TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_BIG_TO_DECODE = "too_big_to_decode"
+    """Few enough pixels, but too many bytes once decoded (16-bit, float, alpha, WEBP...)."""
 
 
 class ImageRejected(Exception):
@@ -124,6 +127,10 @@ class ImageLimits:
     min_bytes: int = 5 * 1024
     max_bytes: int = 5 * 1024 * 1024
     max_pixels: int = 100_000_000
+    max_decoded_bytes: int = 160 * 1024 * 1024
+    """Most memory one image may take while it is normalised, as estimated from its header
+    by :func:`decode_cost` (pixels x bytes per pixel of the decoded mode, plus what the
+    decoder and the conversion need). Above it: ``TOO_BIG_TO_DECODE``."""
 
     def __post_init__(self) -> None:
         if not _API_MIN_SIDE <= self.max_side <= _API_MAX_SIDE:
@@ -136,6 +143,8 @@ class ImageLimits:
             raise ValueError("max_bytes must exceed min_bytes by at least 1 KiB")
         if self.max_pixels < 1:
             raise ValueError("max_pixels must be positive")
+        if self.max_decoded_bytes < 1:
+            raise ValueError("max_decoded_bytes must be positive")
 
 
 @dataclass(frozen=True)
@@ -192,18 +201,39 @@ def sniff_is_image(head: bytes | bytearray) -> bool:
     return False
 
 
+def decode_cost(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> int:
+    """Estimated peak memory in bytes that :func:`normalize` takes for ``data``.
+
+    Reads the header only. Raises :class:`ImageRejected` for what the header already shows
+    (unknown format, damaged header, too many pixels, ``TOO_BIG_TO_DECODE``), exactly as
+    :func:`normalize` would; the result is at most ``limits.max_decoded_bytes``.
+    """
+    with _open(data) as img:
+        try:
+            return _plan(img, limits, len(data)).cost
+        except ImageRejected:
+            raise
+        except _BOMB_ERRORS:
+            raise ImageRejected(RejectReason.TOO_MANY_PIXELS, *img.size) from None
+        except _DECODE_ERRORS:
+            raise ImageRejected(RejectReason.CORRUPT, *img.size) from None
+
+
 def normalize(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> NormalizedImage:
     """Decode ``data`` and re-encode it as a JPEG that DashScope accepts.
 
-    Steps: refuse decompression bombs from the header, decode (JPEGs at a reduced DCT
-    scale when that is still large enough), apply EXIF orientation, take the first frame
-    of animations, convert to RGB (alpha over white, colour profile to sRGB), fit into
-    ``limits.max_side`` and encode within ``limits.min_bytes..limits.max_bytes``.
+    Steps: refuse decompression bombs and images that would take more than
+    ``limits.max_decoded_bytes`` from the header, decode (JPEGs at a reduced DCT scale when
+    that is still large enough), reduce big images without a full-size converted copy,
+    apply EXIF orientation, take the first frame of animations, convert to RGB (alpha over
+    white, colour profile to sRGB), fit into ``limits.max_side`` and encode within
+    ``limits.min_bytes..limits.max_bytes``.
     Raises :class:`ImageRejected`; no Pillow exception escapes.
     """
     with _open(data) as img:
         try:
-            target = _decode(img, limits)
+            plan = _plan(img, limits, len(data))
+            target, orientation = _decode(img, plan, limits)
         except ImageRejected:
             raise
         except _BOMB_ERRORS:
@@ -211,7 +241,7 @@ def normalize(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> N
         except _DECODE_ERRORS:
             raise ImageRejected(RejectReason.CORRUPT, *img.size) from None
         try:
-            return _convert_and_encode(img, target, limits)
+            return _convert_and_encode(img, target, orientation, limits, plan.reduce_factor)
         except (OSError, ValueError):
             # The pixels are already in memory, so this is a mode Pillow cannot convert
             # (e.g. LAB TIFF). Other exceptions here would be bugs and are not masked.
@@ -242,11 +272,62 @@ def _open(data: bytes | bytearray) -> Iterator[ImageFile.ImageFile]:
         img.close()
 
 
-def _decode(img: ImageFile.ImageFile, limits: ImageLimits) -> tuple[int, int]:
-    """Check the size, decode the first frame and apply EXIF orientation, in place.
+# Non-JPEG images above this many pixels are reduced by an integer factor (Image.reduce, a
+# box filter) straight after decoding, converting wide or transparent modes strip by strip,
+# so no full-size converted copy exists. Smaller ones take the plain path.
+_REDUCE_ABOVE_PIXELS = 12_000_000
+_STRIP_BYTES = 4 * 1024 * 1024  # converted bytes per strip
+# Memory a decoder needs besides the decoded image, in bytes per pixel: libwebp's canvas
+# plus the frame bytes handed to Pillow; libheif's YUV planes plus its RGB buffer; the
+# bytearray of Pillow's Python BMP RLE decoder.
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 8.5, "HEIF": 5.0, "AVIF": 5.0, "BMP": 1.0}
 
-    Returns the final (displayed, downscaled) size.
-    """
+
+@dataclass(frozen=True)
+class _Plan:
+    cost: int
+    """Estimated peak bytes: compressed input, decoder, decoded pixels, conversions."""
+    jpeg_target: tuple[int, int] | None
+    """JPEG only: the displayed target size, with the draft scale already requested."""
+    jpeg_orientation: int
+    reduce_factor: int
+    """Non-JPEG only: reduce by this right after decoding (1: do not)."""
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """How many bytes Pillow stores per pixel (RGB and LA take 4, like RGBA)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _jpeg_coefficient_bytes(img: ImageFile.ImageFile) -> int:
+    """A progressive JPEG keeps every DCT coefficient of the whole image (2 bytes each)
+    until the last scan, whatever the draft scale: libjpeg's buffer for it."""
+    if not img.info.get("progressive") and not img.info.get("progression"):
+        return 0
+    layers = cast("list[tuple[str, int, int, int]]", getattr(img, "layer", []))
+    if not layers:
+        return img.width * img.height * 3 * 2
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    total = 0
+    for _, h, v, _ in layers:
+        blocks_w = -(-img.width * h // (8 * h_max))
+        blocks_h = -(-img.height * v // (8 * v_max))
+        total += blocks_w * blocks_h * 64 * 2
+    return total
+
+
+def _reduce_factor(width: int, height: int, target: tuple[int, int]) -> int:
+    """The integer reduction that keeps ``target`` (stored orientation) reachable."""
+    if width * height <= _REDUCE_ABOVE_PIXELS:
+        return 1
+    return max(1, int(min(width / target[0], height / target[1])))
+
+
+def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Plan:
+    """Check the header and estimate the memory; for JPEGs, request the draft scale."""
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageRejected(RejectReason.CORRUPT, width, height)
@@ -254,37 +335,86 @@ def _decode(img: ImageFile.ImageFile, limits: ImageLimits) -> tuple[int, int]:
     if width * height > limits.max_pixels:
         raise ImageRejected(RejectReason.TOO_MANY_PIXELS, width, height)
 
-    is_jpeg = img.format in _JPEG_FORMATS
-    if not is_jpeg:
-        # Some formats (PNG) only expose EXIF after decoding; the size is bounded above.
-        img.load()
-    orientation = _exif_orientation(img)
-    swaps_sides = orientation in (5, 6, 7, 8)
-    shown_w, shown_h = (height, width) if swaps_sides else (width, height)
-    target = _fit(shown_w, shown_h, limits.max_side)
-    if min(target) < limits.min_side:
-        raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
-
-    if is_jpeg:
+    # The compressed bytes (and BytesIO's copy of a bytearray) stay in memory meanwhile.
+    cost = 2 * data_size
+    jpeg_target: tuple[int, int] | None = None
+    orientation = 1
+    factor = 1
+    if img.format in _JPEG_FORMATS:
+        orientation = _exif_orientation(img)
+        swaps_sides = orientation in (5, 6, 7, 8)
+        shown_w, shown_h = (height, width) if swaps_sides else (width, height)
+        jpeg_target = _fit(shown_w, shown_h, limits.max_side)
+        if min(jpeg_target) < limits.min_side:
+            raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
+        cost += _jpeg_coefficient_bytes(img)
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale. Accepting a result a little under
         # max_side (>= DRAFT_SLACK of it) lets a 6000x8000 photo decode at 1/4 (9 MB of
         # pixels) instead of 1/2 (36 MB): far less memory and time for no visible loss.
-        # The draft size is in stored (pre-rotation) orientation.
-        want = tuple(max(limits.min_side, int(side * DRAFT_SLACK)) for side in target)
+        # The draft size is in stored (pre-rotation) orientation. Nothing is decoded yet.
+        want = tuple(max(limits.min_side, int(side * DRAFT_SLACK)) for side in jpeg_target)
         img.draft("RGB", (want[1], want[0]) if swaps_sides else (want[0], want[1]))
+        pixels = img.width * img.height
+        cost += pixels * _bytes_per_pixel(img.mode)
+        converted = pixels * 4  # the resize and the RGB conversion, at most this each
+        cost += 2 * converted
+    else:
+        pixels = width * height
+        target = _fit(width, height, limits.max_side)
+        cost += pixels * _bytes_per_pixel(img.mode)
+        cost += round(pixels * _DECODER_BYTES_PER_PIXEL.get(img.format or "", 0.0))
+        factor = _reduce_factor(width, height, target)
+        if factor > 1 or pixels > _REDUCE_ABOVE_PIXELS:
+            reduced = -(-width // factor) * -(-height // factor)
+            # one converted strip (and its reduction), the reduced image and a copy of it
+            cost += 2 * _STRIP_BYTES + 2 * reduced * 4
+        else:
+            # plain path: e.g. palette -> RGBA -> premultiplied RGBa for the resize
+            cost += 2 * pixels * 4
+    cost += limits.max_side * limits.max_side * 4 * 2  # output, encoder buffers
+    if cost > limits.max_decoded_bytes:
+        raise ImageRejected(RejectReason.TOO_BIG_TO_DECODE, width, height)
+    return _Plan(cost, jpeg_target, orientation, factor)
+
+
+def _decode(
+    img: ImageFile.ImageFile, plan: _Plan, limits: ImageLimits
+) -> tuple[tuple[int, int], int]:
+    """Decode the first frame; returns the final (displayed, downscaled) size and the EXIF
+    orientation still to apply."""
+    if plan.jpeg_target is not None:
+        target = plan.jpeg_target
+        swaps_sides = plan.jpeg_orientation in (5, 6, 7, 8)
         img.load()
         decoded = (img.height, img.width) if swaps_sides else img.size
         if decoded[0] < target[0] or decoded[1] < target[1]:
             target = _fit(*decoded, limits.max_side)
-    if orientation != 1:
-        ImageOps.exif_transpose(img, in_place=True)
-    return target
+        return target, plan.jpeg_orientation
+
+    # Some formats (PNG) only expose EXIF after decoding; the memory is bounded above.
+    img.load()
+    orientation = _exif_orientation(img)
+    swaps_sides = orientation in (5, 6, 7, 8)
+    width, height = img.size
+    shown_w, shown_h = (height, width) if swaps_sides else (width, height)
+    target = _fit(shown_w, shown_h, limits.max_side)
+    if min(target) < limits.min_side:
+        raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
+    return target, orientation
 
 
 def _convert_and_encode(
-    img: Image.Image, size: tuple[int, int], limits: ImageLimits
+    img: Image.Image,
+    size: tuple[int, int],
+    orientation: int,
+    limits: ImageLimits,
+    reduce_factor: int = 1,
 ) -> NormalizedImage:
     icc_profile = img.info.get("icc_profile")
+    if reduce_factor > 1 or img.width * img.height > _REDUCE_ABOVE_PIXELS:
+        img = _replace(img, _reduce(img, reduce_factor))
+    if orientation != 1:
+        img = _replace(img, ImageOps.exif_transpose(img))
     rgb = _to_rgb(img, size)  # frees the full-size decoded pixels as soon as it can
     try:
         if isinstance(icc_profile, bytes) and icc_profile:
@@ -293,6 +423,61 @@ def _convert_and_encode(
         return _encode_within_limits(rgb, limits)
     finally:
         rgb.close()
+
+
+def _reduce(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` reduced ``factor`` times (a box filter) in a mode the rest handles, without a
+    full-size copy: L, RGB, CMYK, I and F reduce directly; other modes are converted strip
+    by strip (strips of a multiple of ``factor`` rows reduce exactly like the whole)."""
+    mode = img.mode
+    if mode in ("I", "F"):
+        scale_offset = _deep_gray_scale(img)
+        if factor == 1:
+            return _deep_gray_to_l(img, scale_offset)
+        with img.reduce(factor) as small:
+            return _deep_gray_to_l(small, scale_offset)
+    convert: Callable[[Image.Image], Image.Image]
+    if mode.startswith("I;16"):
+        convert = _deep_gray_to_l
+    elif mode in ("L", "RGB", "CMYK") and not img.has_transparency_data:
+        return img.reduce(factor) if factor > 1 else img
+    elif img.has_transparency_data:  # premultiplied, so reducing does not bleed colour
+        convert = _premultiplied
+    elif mode == "1":
+        convert = _converter("L")
+    else:
+        convert = _converter("RGB")  # P, YCbCr, ...; ValueError for e.g. LAB
+    width, height = img.size
+    rows = max(factor, _STRIP_BYTES // (4 * width) // factor * factor)
+    out: Image.Image | None = None
+    try:
+        for top in range(0, height, rows):
+            with img.crop((0, top, width, min(height, top + rows))) as strip:
+                part = convert(strip)
+            small = _replace(part, part.reduce(factor)) if factor > 1 else part
+            with small:
+                if out is None:
+                    out = Image.new(small.mode, (-(-width // factor), -(-height // factor)))
+                out.paste(small, (0, top // factor))
+    except BaseException:
+        if out is not None:
+            out.close()
+        raise
+    assert out is not None
+    return out
+
+
+def _converter(mode: str) -> Callable[[Image.Image], Image.Image]:
+    return lambda strip: strip.convert(mode)
+
+
+def _premultiplied(img: Image.Image) -> Image.Image:
+    if img.mode == "RGBa":
+        return img.copy()
+    if img.mode != "RGBA":
+        with img.convert("RGBA") as rgba:
+            return rgba.convert("RGBa")
+    return img.convert("RGBa")
 
 
 def _exif_orientation(img: Image.Image) -> int:
@@ -357,23 +542,31 @@ def _resizable(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # P, YCbCr, HSV, ...; ValueError for e.g. LAB
 
 
-def _deep_gray_to_l(img: Image.Image) -> Image.Image:
-    """16/32-bit integer or float grayscale to 8 bit; Pillow's convert("L") only clips."""
-    src = img if img.mode == "F" else img.convert("I")  # from I;16, I;16B, I;16L, I
+def _deep_gray_scale(img: Image.Image) -> tuple[float, float]:
+    """(scale, offset) that bring 16/32-bit integer or float gray samples to 0..255."""
+    if img.mode.startswith("I;16"):
+        return 1 / 257, 0.0
+    low, high = cast("tuple[float, float]", img.getextrema())
+    if img.mode == "F" and low >= 0 and high <= 1:
+        return 255.0, 0.0
+    if low >= 0 and high <= 255:
+        return 1.0, 0.0
+    if img.mode == "I" and low >= 0 and high <= 65535:
+        return 1 / 257, 0.0  # 16-bit samples in a 32-bit mode
+    scale = 255 / (high - low) if high > low else 1.0
+    return scale, -low * scale
+
+
+def _deep_gray_to_l(
+    img: Image.Image, scale_offset: tuple[float, float] | None = None
+) -> Image.Image:
+    """16/32-bit integer or float grayscale to 8 bit; Pillow's convert("L") only clips.
+
+    ``scale_offset`` defaults to what :func:`_deep_gray_scale` finds in ``img``.
+    """
+    scale, offset = scale_offset or _deep_gray_scale(img)
+    src = img if img.mode in ("I", "F") else img.convert("I")  # from I;16, I;16B, I;16L
     try:
-        if img.mode.startswith("I;16"):
-            scale, offset = 1 / 257, 0.0
-        else:
-            low, high = cast("tuple[float, float]", src.getextrema())
-            if src.mode == "F" and low >= 0 and high <= 1:
-                scale, offset = 255.0, 0.0
-            elif low >= 0 and high <= 255:
-                scale, offset = 1.0, 0.0
-            elif src.mode == "I" and low >= 0 and high <= 65535:
-                scale, offset = 1 / 257, 0.0  # 16-bit samples in a 32-bit mode
-            else:
-                scale = 255 / (high - low) if high > low else 1.0
-                offset = -low * scale
         with src.point(lambda v: v * scale + offset) as scaled:
             return scaled.convert("L")
     finally:

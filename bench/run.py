@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:  # run as a script: make bot/, services/ and tests
 from aiohttp import web  # noqa: E402
 
 from bot.settings import Settings  # noqa: E402
-from services.images import ImageLimits, normalize  # noqa: E402
+from services.images.normalize import ImageLimits, normalize  # noqa: E402
 from tests.doubles.dashscope import FakeDashScope  # noqa: E402
 from tests.doubles.telegram import (  # noqa: E402
     MAX_CAPTION_LENGTH,

@@ -16,23 +16,26 @@ from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAl
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.container import SERVICES_KEY, BotServices
+from bot.persistence import SQLitePersistence
 from bot.settings import Settings
 from handlers import commands, guards, housekeeping
+from handlers.context import SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
+from handlers.delivery import Messenger
 from handlers.errors import on_error
-from services.dashscope import DashScopeClient, RetryPolicy
-from services.database import Database
+from services.dashscope import DashScopeClient
+from services.dashscope.ratelimit import SlidingWindowLimiter
 from services.i18n import LANGUAGES, Texts
-from services.images import ImageLimits
-from services.jobs import JobStore
-from services.persistence import SQLitePersistence
-from services.preparer import ImagePreparer
-from services.quota import QuotaPolicy
-from services.ratelimit import SlidingWindowLimiter
-from services.scheduler import SchedulerLimits, TryOnScheduler
-from services.telegram_io import Messenger
-from services.tryon import RunnerConfig, TryOnRunner
+from services.images.intake import ImagePreparer
+from services.images.normalize import ImageLimits
+from services.retry import RetryPolicy
+from services.storage.database import Database
+from services.storage.jobs import JobStore
+from services.storage.profiles import ProfileStore
+from services.storage.uploads import UploadCache
+from services.tryon.pipeline import RunnerConfig, TryOnRunner
+from services.tryon.quota import QuotaPolicy
+from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
@@ -126,7 +129,7 @@ def build_services(
     preparer = ImagePreparer(
         messenger,
         dashscope,
-        store,
+        UploadCache(db),
         model=settings.tryon_model,
         limits=ImageLimits(max_side=settings.max_image_side),
     )
@@ -160,6 +163,7 @@ def build_services(
         texts=texts,
         db=db,
         store=store,
+        profiles=ProfileStore(db),
         http=http,
         submit_http=submit_http,
         dashscope=dashscope,

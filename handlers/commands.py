@@ -19,11 +19,11 @@ from telegram.ext import (
 from handlers.common import Context, lang_of, say, services, t
 from handlers.conversation import refusal_text
 from handlers.housekeeping import forget_conversations
+from handlers.keyboards import CB_FULL, CB_RETRY, parse_callback
 from services.dashscope import DashScopeError
-from services.jobs import Job, JobState, new_job_id
-from services.replies import CB_FULL, CB_RETRY, parse_callback
-from services.scheduler import QueueFull
-from services.tryon import CancelOutcome
+from services.model import Job, JobState, new_job_id
+from services.tryon.pipeline import CancelOutcome
+from services.tryon.scheduler import QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ async def on_forget(update: Update, context: Context) -> None:
     assert chat is not None and user is not None
     svc = services(context)
     await svc.store.forget_user(user.id)
+    await svc.profiles.delete(user.id)
     context.application.drop_user_data(user.id)
     forget_conversations(context.application, user.id)
     await say(update, context, t(context, lang_of(update), "forgotten"))

@@ -9,7 +9,7 @@ from telegram import ForceReply, InlineKeyboardMarkup, Message, ReplyParameters,
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, ContextTypes
 
-from bot.container import SERVICES_KEY, BotServices
+from handlers.context import SERVICES_KEY, BotServices
 from services.i18n import language_for
 
 Context = ContextTypes.DEFAULT_TYPE

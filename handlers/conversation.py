@@ -48,11 +48,11 @@ from handlers.common import (
 )
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, image_of, reject_text
-from services.images import ImageRejected
-from services.jobs import InputImage, Job, new_job_id
-from services.quota import Refusal
-from services.replies import CB_AGAIN, CB_NEW, button, callback, parse_callback
-from services.scheduler import QueueFull
+from handlers.keyboards import CB_AGAIN, CB_NEW, button, callback, parse_callback
+from services.images.normalize import ImageRejected
+from services.model import InputImage, Job, new_job_id
+from services.tryon.quota import Refusal
+from services.tryon.scheduler import QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ async def start_flow(update: Update, context: Context, *, greet: bool = False) -
     if message is not None and update.callback_query is None:
         draft.last_message_id = message.message_id
     note = t(context, lang, "greeting") if greet else ""
-    profile = await svc.store.profile(user.id)
+    profile = await svc.profiles.get(user.id)
     if profile is not None:
         draft.put(PERSON, profile)
         draft.from_profile = True
@@ -377,7 +377,7 @@ async def on_category(update: Update, context: Context) -> object:
         if kind == "dress":
             draft.dress = True
             draft.put(BOTTOM, None)
-    with_profile = await services(context).store.profile(query.from_user.id)
+    with_profile = await services(context).profiles.get(query.from_user.id)
     note = ""
     if with_profile is not None:
         draft.put(PERSON, with_profile)
@@ -452,7 +452,7 @@ async def on_me(update: Update, context: Context) -> object:
     assert user is not None and chat is not None
     lang = lang_of(update)
     svc = services(context)
-    profile = await svc.store.profile(user.id)
+    profile = await svc.profiles.get(user.id)
     if profile is None:
         return await ask_me_photo(update, context)
     markup = InlineKeyboardMarkup(
@@ -498,7 +498,7 @@ async def on_me_photo(update: Update, context: Context) -> object:
     accepted = await check_photo(update, context, draft, PERSON)
     if accepted is None:
         return None
-    await services(context).store.save_profile(user.id, accepted)
+    await services(context).profiles.save(user.id, accepted)
     drop_draft(context.user_data, chat.id)
     await say(update, context, t(context, draft.lang, "me_saved"))
     return END
@@ -508,7 +508,7 @@ async def on_me_delete(update: Update, context: Context) -> object:
     query = update.callback_query
     assert query is not None
     await query.answer()
-    await services(context).store.delete_profile(query.from_user.id)
+    await services(context).profiles.delete(query.from_user.id)
     if isinstance(query.message, Message):
         await query.message.edit_caption(t(context, lang_of(update), "me_deleted"))
         spent(context, query.message.chat_id)

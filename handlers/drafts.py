@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.jobs import InputImage
+from services.model import InputImage
 
 STEPS = ("person", "top", "bottom")
 

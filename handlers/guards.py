@@ -10,7 +10,7 @@ from telegram.constants import ChatID
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
 from handlers.common import Context, is_group, lang_of, say, services, t
-from services.replies import parse_callback
+from handlers.keyboards import parse_callback
 
 log = logging.getLogger(__name__)
 GUARD_GROUP = -1

@@ -12,8 +12,8 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, MessageHandler, TypeHandler, filters
 
-from bot.container import SERVICES_KEY
 from handlers.common import Context, conversation_tables, services
+from handlers.context import SERVICES_KEY
 from handlers.conversation import ask_again
 from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
 from services.i18n import Texts

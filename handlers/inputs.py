@@ -7,8 +7,8 @@ from telegram.constants import ChatType
 from telegram.ext import filters
 
 from handlers.common import Context, t
-from services.images import ImageRejected, RejectReason
-from services.jobs import InputImage
+from services.images.normalize import ImageRejected, RejectReason
+from services.model import InputImage
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "heic", "heif", "gif", "tif", "tiff")
 

@@ -21,8 +21,8 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import build_application
-from bot.container import SERVICES_KEY, BotServices
 from bot.settings import Settings
+from handlers.context import SERVICES_KEY, BotServices
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:FAKE-test-token-for-the-double-00000000"

@@ -20,13 +20,13 @@ from services.dashscope import (
     DashScopeClient,
     DashScopeError,
     ErrorKind,
-    RetryPolicy,
     SubmitOutcomeUnknown,
     TaskState,
     UploadPolicy,
     classify,
 )
-from services.ratelimit import SlidingWindowLimiter
+from services.dashscope.ratelimit import SlidingWindowLimiter
+from services.retry import RetryPolicy
 from tests.conftest import FakeClock
 from tests.doubles.dashscope import SYNC_DENIED, FakeDashScope, make_image
 

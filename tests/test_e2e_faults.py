@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from telegram.ext import Application
 
-from services.jobs import JobStore
+from services.storage.profiles import ProfileStore
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram
@@ -154,14 +154,14 @@ async def test_unexpected_error_apologises_and_leaves_others_unaffected(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    original = JobStore.profile
+    original = ProfileStore.get
 
-    async def broken(self: JobStore, user_id: int) -> object:
+    async def broken(self: ProfileStore, user_id: int) -> object:
         if user_id == 4009:
             raise RuntimeError("database on fire")
         return await original(self, user_id)
 
-    monkeypatch.setattr(JobStore, "profile", broken)
+    monkeypatch.setattr(ProfileStore, "get", broken)
     ann, bob = Actor(tg, 4009), Actor(tg, 4010, name="Bob")
     with caplog.at_level(logging.ERROR):
         apology = await ann.command("tryon")
@@ -169,6 +169,6 @@ async def test_unexpected_error_apologises_and_leaves_others_unaffected(
     assert any("database on fire" in r.getMessage() or r.exc_info for r in caplog.records)
     since = await bob.try_on(top=jpeg(seed=10))
     await bob.result(since)
-    monkeypatch.setattr(JobStore, "profile", original)
+    monkeypatch.setattr(ProfileStore, "get", original)
     step1 = await ann.command("tryon")  # Ann's state is consistent: she simply starts again
     assert "Step 1" in step1.body

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from telegram.ext import Application
 
-from services.jobs import Job
-from services.replies import parse_callback
+from handlers.keyboards import parse_callback
+from services.model import Job
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
@@ -528,7 +528,7 @@ async def test_forget_deletes_the_saved_photo_and_drafts(
     assert step2.force_reply
     done = await ann.command("forget")
     assert "deleted" in done.body
-    assert await services_of(bot).store.profile(3101) is None
+    assert await services_of(bot).profiles.get(3101) is None
     assert "flows" not in bot.user_data.get(3101, {})
     since, downloads = len(tg.sent), len(tg.calls_of("getFile"))
     tg.send_photo(group, ann.user, jpeg(seed=2), reply_to=step2)  # the old prompt leads nowhere

@@ -20,10 +20,11 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings
-from services.database import Database
 from services.i18n import Texts
-from services.jobs import InputImage, Job, JobState, JobStore, new_job_id
-from services.quota import QuotaPolicy, seconds_to_next_day
+from services.model import InputImage, Job, JobState, new_job_id
+from services.storage.database import Database
+from services.storage.jobs import JobStore
+from services.tryon.quota import QuotaPolicy, seconds_to_next_day
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
@@ -400,7 +401,7 @@ async def test_daily_budget_stops_the_whole_bot_and_tells_the_operator(
     tg: FakeTelegram, ds: FakeDashScope, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     users = [Actor(tg, 3700 + i, name=f"User{i}") for i in range(4)]
-    caplog.set_level(logging.INFO, logger="services.quota")
+    caplog.set_level(logging.INFO, logger="services.tryon.quota")
     async with running_bot(settings_for(tg, ds, tmp_path, daily_budget=3)):
         for i, user in enumerate(users[:3]):
             since = await user.try_on(top=jpeg(seed=i))
@@ -411,7 +412,9 @@ async def test_daily_budget_stops_the_whole_bot_and_tells_the_operator(
     assert close_to_reset(refusal_numbers(refusal, "refused_budget"), before, after)
     assert len(ds.submits) == 3
     warnings = [
-        r for r in caplog.records if r.name == "services.quota" and r.levelno == logging.WARNING
+        r
+        for r in caplog.records
+        if r.name == "services.tryon.quota" and r.levelno == logging.WARNING
     ]
     assert warnings, caplog.text
     assert "daily budget (3) is spent" in warnings[0].getMessage()

@@ -18,7 +18,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFile, features
 from PIL.JpegImagePlugin import JpegImageFile
 
-from services.images import (
+from services.images.normalize import (
     MAX_DOWNLOAD_BYTES,
     ImageLimits,
     ImageRejected,

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from services.scheduler import QueueFull, SchedulerLimits, TryOnScheduler
+from services.tryon.scheduler import QueueFull, SchedulerLimits, TryOnScheduler
 
 
 class Boom(Exception):
@@ -295,7 +295,7 @@ async def test_broken_listener_does_not_break_scheduling(caplog: pytest.LogCaptu
         raise RuntimeError("telegram down")
 
     sched = TryOnScheduler(SchedulerLimits(max_concurrent=1), on_positions=listener)
-    with caplog.at_level(logging.ERROR, logger="services.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="services.tryon.scheduler"):
         sched.reserve("a", 1)
         async with sched.slot("a"):
             assert sched.running == 1

@@ -5,10 +5,13 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from services.database import MIGRATIONS, Database
-from services.jobs import InputImage, Job, JobState, JobStore, new_job_id, utc_day
-from services.persistence import SQLitePersistence
-from services.quota import QuotaPolicy
+from bot.persistence import SQLitePersistence
+from services.model import InputImage, Job, JobState, new_job_id, utc_day
+from services.storage.database import MIGRATIONS, Database
+from services.storage.jobs import JobStore
+from services.storage.profiles import ProfileStore
+from services.storage.uploads import UploadCache
+from services.tryon.quota import QuotaPolicy
 
 
 @pytest.fixture
@@ -72,11 +75,11 @@ async def test_job_round_trip_and_state_changes_survive_reopen(
 
 
 async def test_upload_cache_respects_expiry(open_db: Callable[[], Database]) -> None:
-    store = JobStore(open_db())
-    await store.remember_upload("aitryon-plus", "u1", "oss://k", expires_at=1000.0)
-    assert await store.cached_upload("aitryon-plus", "u1", valid_after=999.0) == ("oss://k", 1000.0)
-    assert await store.cached_upload("aitryon-plus", "u1", valid_after=1000.0) is None
-    assert await store.cached_upload("aitryon", "u1", valid_after=0.0) is None  # bound to the model
+    uploads = UploadCache(open_db())
+    await uploads.remember("aitryon-plus", "u1", "oss://k", expires_at=1000.0)
+    assert await uploads.get("aitryon-plus", "u1", valid_after=999.0) == ("oss://k", 1000.0)
+    assert await uploads.get("aitryon-plus", "u1", valid_after=1000.0) is None
+    assert await uploads.get("aitryon", "u1", valid_after=0.0) is None  # bound to the model
 
 
 async def test_quota_counts_billable_jobs_of_today(open_db: Callable[[], Database]) -> None:
@@ -135,11 +138,13 @@ async def test_persistence_round_trip(open_db: Callable[[], Database]) -> None:
 
 
 async def test_forget_user_keeps_running_jobs(open_db: Callable[[], Database]) -> None:
-    store = JobStore(open_db())
+    db = open_db()
+    store, profiles = JobStore(db), ProfileStore(db)
     done = await store.create(job(user_id=4, state=JobState.DELIVERED))
     running = await store.create(job(user_id=4, state=JobState.RUNNING))
-    await store.save_profile(4, InputImage("f", "u"))
+    await profiles.save(4, InputImage("f", "u"))
     await store.forget_user(4)
+    await profiles.delete(4)
     assert await store.get(done.id) is None
     assert await store.get(running.id) is not None
-    assert await store.profile(4) is None
+    assert await profiles.get(4) is None

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services.jobs import JobStore, utc_day
+from services.model import utc_day
+from services.storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

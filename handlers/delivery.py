@@ -21,7 +21,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
-from services.images import ImageRejected, RejectReason
+from services.images.normalize import ImageRejected, RejectReason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

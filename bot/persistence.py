@@ -12,7 +12,7 @@ from typing import Any
 from telegram.ext import BasePersistence, PersistenceInput
 from telegram.ext._utils.types import ConversationDict, ConversationKey
 
-from services.database import Database
+from services.storage.database import Database
 
 UserData = dict[str, Any]
 

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.settings import Settings
+from handlers.delivery import Messenger
 from services.dashscope import DashScopeClient
-from services.database import Database
 from services.i18n import Texts
-from services.jobs import JobStore
-from services.preparer import ImagePreparer
-from services.quota import QuotaPolicy
-from services.scheduler import TryOnScheduler
-from services.telegram_io import Messenger
-from services.tryon import TryOnRunner
+from services.images.intake import ImagePreparer
+from services.storage.database import Database
+from services.storage.jobs import JobStore
+from services.storage.profiles import ProfileStore
+from services.tryon.pipeline import TryOnRunner
+from services.tryon.quota import QuotaPolicy
+from services.tryon.scheduler import TryOnScheduler
 
 SERVICES_KEY = "services"
 
@@ -26,6 +27,7 @@ class BotServices:
     texts: Texts
     db: Database
     store: JobStore
+    profiles: ProfileStore
     http: aiohttp.ClientSession
     submit_http: aiohttp.ClientSession
     dashscope: DashScopeClient

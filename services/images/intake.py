@@ -15,8 +15,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
+from handlers.delivery import Messenger
 from services.dashscope import DashScopeClient, DashScopeError, ErrorKind, UploadPolicy
-from services.images import (
+from services.images.normalize import (
     ImageLimits,
     ImageRejected,
     NormalizedImage,
@@ -25,8 +26,8 @@ from services.images import (
     normalize,
     sniff_is_image,
 )
-from services.jobs import InputImage, JobStore
-from services.telegram_io import Messenger
+from services.model import InputImage
+from services.storage.uploads import UploadCache
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ImagePreparer:
         self,
         messenger: Messenger,
         client: DashScopeClient,
-        store: JobStore,
+        uploads: UploadCache,
         *,
         model: str,
         limits: ImageLimits,
@@ -70,7 +71,7 @@ class ImagePreparer:
     ) -> None:
         self._messenger = messenger
         self._client = client
-        self._store = store
+        self._uploads = uploads
         self._model = model
         self._limits = limits
         self._policies = PolicyCache(client)
@@ -95,7 +96,7 @@ class ImagePreparer:
         checked) for the model and the upload is still good: nothing to download."""
         if self.usable(image):
             return image
-        cached = await self._store.cached_upload(
+        cached = await self._uploads.get(
             self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
         )
         return replace(image, url=cached[0], url_expires_at=cached[1]) if cached else None
@@ -178,7 +179,7 @@ class ImagePreparer:
         started = self._clock()
         url = await self._upload(checked.data)
         expires = started + UPLOAD_LIFETIME
-        await self._store.remember_upload(self._model, image.unique_id, url, expires)
+        await self._uploads.remember(self._model, image.unique_id, url, expires)
         return replace(image, url=url, url_expires_at=expires)
 
     async def _upload(self, data: bytes) -> str:

@@ -24,6 +24,8 @@ from PIL import Image
 from telegram import Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
+from handlers.delivery import Messenger
+from handlers.keyboards import failure_markup, failure_text, result_markup, status_text
 from services.dashscope import (
     DashScopeClient,
     DashScopeError,
@@ -32,13 +34,12 @@ from services.dashscope import (
     TaskState,
 )
 from services.i18n import Texts
-from services.images import ImageRejected
-from services.jobs import InputImage, Job, JobState, JobStore
-from services.preparer import ImagePreparer
-from services.quota import Refusal
-from services.replies import failure_markup, failure_text, result_markup, status_text
-from services.scheduler import TryOnScheduler
-from services.telegram_io import Messenger
+from services.images.intake import ImagePreparer
+from services.images.normalize import ImageRejected
+from services.model import InputImage, Job, JobState
+from services.storage.jobs import JobStore
+from services.tryon.quota import Refusal
+from services.tryon.scheduler import TryOnScheduler
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The try-on jobs table, the upload cache and saved profile photos.
+"""The try-on jobs table.
 
 A job row is written before anything costs money and is moved forward at each
 step, so that a restart can tell exactly how far every try-on got.
@@ -8,97 +8,13 @@ from __future__ import annotations
 
 import enum
 import time
-import uuid
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
 import aiosqlite
 
-from services.database import Database
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"  # inputs known; not submitted yet (uploads may be done)
-    SUBMITTING = "submitting"  # submit intent recorded; no task id yet
-    RUNNING = "running"  # DashScope task id stored; polling
-    SUCCEEDED = "succeeded"  # result URL known; not yet accepted by Telegram
-    FAILING = "failing"  # outcome is a failure; the user has not been told yet
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    INTERRUPTED = "interrupted"  # crashed between intent and task id: the user decides
-    RETRIED = "retried"  # failed or interrupted, and the user ran it again as a new job
-
-
-ACTIVE_STATES = (
-    JobState.QUEUED,
-    JobState.SUBMITTING,
-    JobState.RUNNING,
-    JobState.SUCCEEDED,
-    JobState.FAILING,
-)
-# Try-ons that cost (or will cost) money count towards the daily quotas.
-BILLABLE_STATES = (
-    JobState.QUEUED,
-    JobState.SUBMITTING,
-    JobState.RUNNING,
-    JobState.SUCCEEDED,
-    JobState.DELIVERED,
-)
-SLOTS = ("person", "top", "bottom")
-
-
-@dataclass(frozen=True)
-class InputImage:
-    file_id: str
-    unique_id: str
-    file_size: int | None = None
-    url: str | None = None  # oss:// URL once uploaded
-    url_expires_at: float | None = None  # not stored per image: jobs keep the earliest
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    chat_id: int
-    user_id: int
-    lang: str
-    model: str
-    person: InputImage
-    top: InputImage | None = None
-    bottom: InputImage | None = None
-    thread_id: int | None = None
-    request_message_id: int | None = None
-    status_message_id: int | None = None
-    state: JobState = JobState.QUEUED
-    task_id: str | None = None
-    task_status: str | None = None
-    result_url: str | None = None
-    error_kind: str | None = None
-    error_code: str | None = None
-    result_message_id: int | None = None
-    uploads_expire_at: float | None = None
-    created_at: float = field(default_factory=time.time)
-    submit_intent_at: float | None = None
-    submitted_at: float | None = None
-    finished_at: float | None = None
-    delivered_at: float | None = None
-
-    def image(self, slot: str) -> InputImage | None:
-        image: InputImage | None = getattr(self, slot)
-        return image
-
-    def inputs(self) -> dict[str, InputImage]:
-        return {slot: img for slot in SLOTS if (img := self.image(slot)) is not None}
-
-
-def utc_day(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex[:16]
+from services.model import ACTIVE_STATES, BILLABLE_STATES, InputImage, Job, JobState, utc_day
+from services.storage.database import Database
 
 
 def _row_to_job(row: aiosqlite.Row) -> Job:
@@ -235,53 +151,7 @@ class JobStore:
     async def forget_user(self, user_id: int) -> None:
         """Removes what identifies the user's images; keeps anonymous counts for quotas."""
         async with self._db.transaction() as conn:
-            await conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,))
             await conn.execute(
                 "DELETE FROM jobs WHERE user_id = ? AND state NOT IN (?, ?, ?, ?, ?)",
                 (user_id, *(s.value for s in ACTIVE_STATES)),
             )
-
-    # Upload cache: a Telegram file already uploaded for this model is not uploaded again.
-    async def cached_upload(
-        self, model: str, unique_id: str, valid_after: float
-    ) -> tuple[str, float] | None:
-        row = await self._db.fetchone(
-            "SELECT url, expires_at FROM uploads "
-            "WHERE model = ? AND file_unique_id = ? AND expires_at > ?",
-            (model, unique_id, valid_after),
-        )
-        return (str(row["url"]), float(row["expires_at"])) if row else None
-
-    async def remember_upload(
-        self, model: str, unique_id: str, url: str, expires_at: float
-    ) -> None:
-        await self._db.execute(
-            "INSERT INTO uploads (model, file_unique_id, url, expires_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (model, file_unique_id) DO UPDATE SET url = excluded.url, "
-            "expires_at = excluded.expires_at",
-            (model, unique_id, url, expires_at),
-        )
-
-    async def prune_uploads(self, now: float) -> None:
-        await self._db.execute("DELETE FROM uploads WHERE expires_at <= ?", (now,))
-
-    # Saved person photos (/me).
-    async def profile(self, user_id: int) -> InputImage | None:
-        row = await self._db.fetchone(
-            "SELECT file_id, unique_id, file_size FROM profiles WHERE user_id = ?", (user_id,)
-        )
-        if row is None:
-            return None
-        return InputImage(row["file_id"], row["unique_id"], row["file_size"])
-
-    async def save_profile(self, user_id: int, image: InputImage) -> None:
-        await self._db.execute(
-            "INSERT INTO profiles (user_id, file_id, unique_id, file_size, updated_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
-            "file_id = excluded.file_id, unique_id = excluded.unique_id, "
-            "file_size = excluded.file_size, updated_at = excluded.updated_at",
-            (user_id, image.file_id, image.unique_id, image.file_size, time.time()),
-        )
-
-    async def delete_profile(self, user_id: int) -> bool:
-        return await self._db.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)) > 0

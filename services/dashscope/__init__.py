@@ -1,0 +1,24 @@
+"""DashScope: the client for temporary storage and the try-on task API, its errors and replies."""
+
+from services.dashscope.client import DashScopeClient
+from services.dashscope.errors import (
+    RETRYABLE,
+    DashScopeError,
+    ErrorKind,
+    SubmitOutcomeUnknown,
+    classify,
+)
+from services.dashscope.models import TaskState, UploadPolicy
+from services.dashscope.ratelimit import SlidingWindowLimiter
+
+__all__ = [
+    "RETRYABLE",
+    "DashScopeClient",
+    "DashScopeError",
+    "ErrorKind",
+    "SlidingWindowLimiter",
+    "SubmitOutcomeUnknown",
+    "TaskState",
+    "UploadPolicy",
+    "classify",
+]

@@ -1,0 +1,294 @@
+"""Async client for DashScope aitryon: temp-storage upload, task submit/query/cancel, download.
+
+Facts (JSON shapes, headers, limits) come from ``/work/shared/reference/dashscope-api.md``.
+Only throttling, server errors, timeouts and connection errors are retried; a submit that
+may have reached DashScope is never repeated, because every task is billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from services.dashscope.errors import (
+    CODE_MALFORMED,
+    CODE_NETWORK,
+    CODE_REQUEST_TIMEOUT,
+    CODE_SUBMIT_UNKNOWN,
+    DashScopeError,
+    SubmitOutcomeUnknown,
+)
+from services.dashscope.models import (
+    MIME,
+    ErrorParser,
+    Reply,
+    TaskState,
+    UploadPolicy,
+    json_error,
+    parse_policy,
+    parse_task,
+    request_id,
+    result_error,
+    safe_suffix,
+    xml_error,
+)
+from services.dashscope.ratelimit import SlidingWindowLimiter
+from services.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SUBMIT_PATH = "/services/aigc/image2image/image-synthesis"
+MISSING_GARMENT = (
+    "Missing clothing image.Please input at least one top garment or bottom garment image."
+)
+
+
+class DashScopeClient:
+    """One model, one API key; the caller owns the session and the limiters."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        api_key: str,
+        base_url: str,
+        model: str,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = 30.0,
+        submit_limiter: SlidingWindowLimiter | None = None,
+        query_limiter: SlidingWindowLimiter | None = None,
+        submit_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._session = session
+        # Submits are never resent once on the wire, so they should not ride a pooled
+        # keep-alive connection the server may be closing: give them a force_close session.
+        self._submit_session = submit_session or session
+        self._api_key = api_key
+        self._base = base_url.rstrip("/")
+        self.model = model
+        self._retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._submit_limiter = submit_limiter
+        self._query_limiter = query_limiter
+
+    async def get_upload_policy(self) -> UploadPolicy:
+        url = URL(self._base + "/uploads").with_query(action="getPolicy", model=self.model)
+        obtained_at = time.monotonic()
+        reply = await self._call("policy", "GET", url, headers=self._auth())
+        return parse_policy(reply, obtained_at)
+
+    async def upload(self, policy: UploadPolicy, data: bytes, filename: str) -> str:
+        """Uploads under a fresh unique key (one per attempt, so never a 409); returns oss://key."""
+        keys: list[str] = []
+
+        def form() -> aiohttp.FormData:
+            keys.append(f"{policy.upload_dir}/{uuid.uuid4().hex}{safe_suffix(filename)}")
+            return self._upload_form(policy, keys[-1], data, filename)
+
+        await self._call("upload", "POST", URL(policy.upload_host), body=form, errors=xml_error)
+        return "oss://" + keys[-1]
+
+    async def submit(
+        self, person_url: str, top_url: str | None, bottom_url: str | None
+    ) -> TaskState:
+        """Creates a task. Raises SubmitOutcomeUnknown if the request may have been received."""
+        if not top_url and not bottom_url:
+            raise DashScopeError("InvalidGarment", MISSING_GARMENT)
+        inputs = {"person_image_url": person_url}
+        if top_url:
+            inputs["top_garment_url"] = top_url
+        if bottom_url:
+            inputs["bottom_garment_url"] = bottom_url
+        payload = json.dumps(
+            {
+                "model": self.model,
+                "input": inputs,
+                "parameters": {"resolution": -1, "restore_face": True},
+            }
+        ).encode()
+        headers = {
+            **self._auth(),
+            "Content-Type": "application/json",
+            "X-DashScope-Async": "enable",
+        }
+        if any(url.startswith("oss://") for url in inputs.values()):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        reply = await self._call(
+            "submit",
+            "POST",
+            URL(self._base + SUBMIT_PATH),
+            headers=headers,
+            body=lambda: payload,
+            limiter=self._submit_limiter,
+            resend_after_sent=False,
+            session=self._submit_session,
+        )
+        return self._submitted_task(reply)
+
+    async def query(self, task_id: str) -> TaskState:
+        reply = await self._call(
+            "query",
+            "GET",
+            self._task_url(task_id),
+            headers=self._auth(),
+            limiter=self._query_limiter,
+        )
+        return parse_task(reply, task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        """True if the task was canceled; False if it is no longer PENDING."""
+        try:
+            await self._call(
+                "cancel",
+                "POST",
+                self._task_url(task_id) / "cancel",
+                headers=self._auth(),
+                limiter=self._query_limiter,
+            )
+        except DashScopeError as error:
+            if error.code != "UnsupportedOperation":
+                raise
+            if error.attempts == 1:
+                return False
+            # An earlier attempt may have canceled it before its answer was lost.
+            return (await self.query(task_id)).status == "CANCELED"
+        return True
+
+    async def download_result(self, url: str) -> bytes:
+        """Fetches a result image; its URL is pre-signed, so no Authorization header."""
+        reply = await self._call("result", "GET", URL(url, encoded=True), errors=result_error)
+        return reply.body
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    def _task_url(self, task_id: str) -> URL:
+        return URL(self._base + "/tasks") / task_id
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "<api-key>") if self._api_key else text
+
+    @staticmethod
+    def _upload_form(
+        policy: UploadPolicy, key: str, data: bytes, filename: str
+    ) -> aiohttp.FormData:
+        """Fields in the documented order; OSS requires ``file`` to be the last one."""
+        form = aiohttp.FormData()
+        form.add_field("OSSAccessKeyId", policy.oss_access_key_id)
+        form.add_field("policy", policy.policy)
+        form.add_field("Signature", policy.signature)
+        form.add_field("key", key)
+        form.add_field("x-oss-object-acl", policy.x_oss_object_acl)
+        form.add_field("x-oss-forbid-overwrite", policy.x_oss_forbid_overwrite)
+        form.add_field("success_action_status", "200")
+        content_type = MIME.get(safe_suffix(filename), "application/octet-stream")
+        form.add_field("file", data, filename=key.rsplit("/", 1)[-1], content_type=content_type)
+        return form
+
+    def _submitted_task(self, reply: Reply) -> TaskState:
+        try:
+            state = parse_task(reply, "")
+        except DashScopeError as error:
+            # 2xx without a task id: the task may well exist, we just cannot name it.
+            raise SubmitOutcomeUnknown(
+                CODE_SUBMIT_UNKNOWN, error.message, request_id=error.request_id
+            ) from None
+        if not state.task_id:
+            raise SubmitOutcomeUnknown(
+                CODE_SUBMIT_UNKNOWN, "submit answer has no task_id", request_id=state.request_id
+            )
+        if state.status == "UNKNOWN":
+            raise DashScopeError(
+                "UnexpectedStatus",
+                f"task {state.task_id} is UNKNOWN right after submit",
+                request_id=state.request_id,
+                http_status=reply.status,
+            )
+        return state
+
+    async def _call(
+        self,
+        endpoint: str,
+        method: str,
+        url: URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: Callable[[], Any] | None = None,
+        limiter: SlidingWindowLimiter | None = None,
+        errors: ErrorParser = json_error,
+        resend_after_sent: bool = True,
+        session: aiohttp.ClientSession | None = None,
+    ) -> Reply:
+        """One logical request with retries; ``body`` builds a fresh payload per attempt.
+
+        With ``resend_after_sent=False`` only failures before the request left (connect
+        errors) are retried; a later timeout/disconnect raises SubmitOutcomeUnknown.
+        """
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with limiter.slot() if limiter is not None else nullcontext():
+                    reply = await self._once(
+                        session or self._session, endpoint, method, url, headers, body
+                    )
+            except aiohttp.InvalidURL as exc:
+                raise DashScopeError(CODE_MALFORMED, f"invalid URL: {exc}") from None
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                error = self._transport_error(CODE_NETWORK, exc)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                code = CODE_REQUEST_TIMEOUT if isinstance(exc, TimeoutError) else CODE_NETWORK
+                if not resend_after_sent:
+                    raise SubmitOutcomeUnknown(
+                        CODE_SUBMIT_UNKNOWN,
+                        self._redact(f"sent, but no answer ({code}: {exc!r})"),
+                    ) from None
+                error = self._transport_error(code, exc)
+            else:
+                if reply.status < 400:
+                    return reply
+                error = errors(reply)
+                error.message = self._redact(error.message)
+            error.attempts = attempt
+            if not error.retryable or attempt == attempts:
+                raise error
+            delay = self._retry.delay(attempt, error.retry_after)
+            log.warning(
+                "dashscope %s attempt %d/%d failed: %s; retrying in %.2f s",
+                endpoint, attempt, attempts, error, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self,
+        session: aiohttp.ClientSession,
+        endpoint: str,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str] | None,
+        body: Callable[[], Any] | None,
+    ) -> Reply:
+        data = body() if body is not None else None
+        async with session.request(
+            method, url, headers=headers, data=data, timeout=self._timeout, allow_redirects=False
+        ) as response:
+            reply = Reply(endpoint, response.status, response.headers, await response.read())
+        log.debug(
+            "dashscope %s %s %s -> %d request_id=%s",
+            endpoint, method, url.path, reply.status, request_id(reply),
+        )  # fmt: skip
+        return reply
+
+    def _transport_error(self, code: str, exc: BaseException) -> DashScopeError:
+        return DashScopeError(code, self._redact(f"{type(exc).__name__}: {exc}"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -42,37 +41,40 @@ def vm_kb(name: str) -> int:
 # --------------------------------------------------------------------------- child
 
 
-async def _intake(paths: list[str]) -> list[str]:
-    from services.images import ImageLimits, ImageRejected
-    from services.jobs import InputImage
-    from services.preparer import ImagePreparer
+async def _intake(files: list[bytes]) -> list[str]:
+    from services.images.intake import ImagePreparer
+    from services.images.normalize import ImageLimits, ImageRejected
+    from services.model import InputImage
 
     class Downloads:
+        """Messenger.download: a fresh bytearray, as a Telegram download is."""
+
         async def download(self, file_id: str) -> bytearray:
-            return bytearray(Path(file_id.split("#")[0]).read_bytes())
+            return bytearray(files[int(file_id)])
 
     preparer = ImagePreparer(
         cast(Any, Downloads()), cast(Any, None), cast(Any, None), model="m", limits=ImageLimits()
     )
 
-    async def one(index: int, path: str) -> str:
-        size = os.path.getsize(path)
-        image = InputImage(file_id=f"{path}#{index}", unique_id=str(index), file_size=size)
+    async def one(index: int, data: bytes) -> str:
+        image = InputImage(file_id=str(index), unique_id=str(index), file_size=len(data))
         try:
             checked = await preparer.check(image)
         except ImageRejected as error:
             return f"refused: {error.reason.value}"
         return f"ok {checked.width}x{checked.height} {len(checked.data) // 1024} KB"
 
-    return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(paths))))
+    return list(await asyncio.gather(*(one(i, data) for i, data in enumerate(files))))
 
 
 def child(paths: list[str]) -> None:
     import bot.app  # noqa: F401  the bot's own imports make up its baseline RSS
 
+    # Distinct file copies, as distinct downloads would be; their bytes count too.
+    files = [Path(path).read_bytes() for path in paths]
     base = vm_kb("VmRSS")
     started = time.monotonic()
-    outcomes = asyncio.run(_intake(paths))
+    outcomes = asyncio.run(_intake(files))
     result = {
         "base_mb": base / 1024,
         "peak_mb": vm_kb("VmHWM") / 1024,

@@ -29,7 +29,12 @@ MAX_FILE = 20 * 1024 * 1024
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
 
 
 def _png(
@@ -49,7 +54,13 @@ def _png(
     parts = [comp.compress(b"\x00" + row) for _ in range(height if rows is None else rows)]
     parts.append(comp.flush())
     body = b"".join(parts)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + extra
+        + _chunk(b"IDAT", body)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _png_kind(bit_depth: int, colour_type: int, samples: int) -> Callable[[], bytes]:
@@ -94,7 +105,7 @@ def _save(img: Image.Image, fmt: str, **params: object) -> bytes:
 
 def tiff(mode: str, value: float) -> Callable[[], bytes]:
     def make() -> bytes:
-        with Image.new(mode, (SIDE, SIDE), value) as img:  # type: ignore[arg-type]
+        with Image.new(mode, (SIDE, SIDE), value) as img:
             return _save(img, "TIFF", compression="tiff_adobe_deflate")
 
     return make
@@ -103,7 +114,9 @@ def tiff(mode: str, value: float) -> Callable[[], bytes]:
 def tiff_multipage() -> bytes:
     """Four 16-bit pages; only the first is ever decoded, but each is 177 MB."""
     with Image.new("I;16", (SIDE, SIDE), 1000) as page:
-        return _save(page, "TIFF", compression="tiff_adobe_deflate", save_all=True, append_images=[page] * 3)
+        return _save(
+            page, "TIFF", compression="tiff_adobe_deflate", save_all=True, append_images=[page] * 3
+        )
 
 
 def tiff_rgba() -> bytes:
@@ -157,7 +170,7 @@ def gif_animated() -> bytes:
 def jpeg(mode: str, side: int, **params: object) -> Callable[[], bytes]:
     def make() -> bytes:
         colour: tuple[int, ...] = (10, 80, 160, 20) if mode == "CMYK" else (200, 120, 40)
-        with Image.new(mode, (side, side), colour) as img:  # type: ignore[arg-type]
+        with Image.new(mode, (side, side), colour) as img:
             return _save(img, "JPEG", quality=90, **params)
 
     return make

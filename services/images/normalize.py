@@ -11,9 +11,11 @@ handlers can explain to the user.
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import io
 import struct
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -38,6 +40,32 @@ __all__ = [
 
 # Registers the "HEIF" format with Pillow (iPhone HEIC photos). AVIF is native in Pillow.
 pillow_heif.register_heif_opener()
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
+
+
+def _return_freed_images_to_the_os() -> None:
+    """Make glibc serve every allocation of 1 MiB or more with its own mmap.
+
+    By default glibc raises its mmap threshold (up to 32 MiB) each time such a block is
+    freed; after that, image buffers come from per-thread heaps (normalize() runs in worker
+    threads) that keep freed memory resident, and the peak RSS grows far above what is in
+    use: the whole bench/hostile.py corpus at once peaked at 380-460 MB instead of 210 MB.
+    A fixed threshold stops that adaptation, so a freed image goes back to the OS at once.
+    No-op where mallopt() is missing (not glibc).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+
+
+_return_freed_images_to_the_os()
 
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 """Telegram Bot API getFile refuses files larger than this."""
@@ -127,7 +155,7 @@ class ImageLimits:
     min_bytes: int = 5 * 1024
     max_bytes: int = 5 * 1024 * 1024
     max_pixels: int = 100_000_000
-    max_decoded_bytes: int = 160 * 1024 * 1024
+    max_decoded_bytes: int = 192 * 1024 * 1024
     """Most memory one image may take while it is normalised, as estimated from its header
     by :func:`decode_cost` (pixels x bytes per pixel of the decoded mode, plus what the
     decoder and the conversion need). Above it: ``TOO_BIG_TO_DECODE``."""
@@ -210,7 +238,7 @@ def decode_cost(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) ->
     """
     with _open(data) as img:
         try:
-            return _plan(img, limits, len(data)).cost
+            return _plan(img, limits, _input_bytes(data)).cost
         except ImageRejected:
             raise
         except _BOMB_ERRORS:
@@ -232,7 +260,7 @@ def normalize(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> N
     """
     with _open(data) as img:
         try:
-            plan = _plan(img, limits, len(data))
+            plan = _plan(img, limits, _input_bytes(data))
             target, orientation = _decode(img, plan, limits)
         except ImageRejected:
             raise
@@ -246,6 +274,11 @@ def normalize(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> N
             # The pixels are already in memory, so this is a mode Pillow cannot convert
             # (e.g. LAB TIFF). Other exceptions here would be bugs and are not masked.
             raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT, *img.size) from None
+
+
+def _input_bytes(data: bytes | bytearray) -> int:
+    """The compressed input in memory while it is decoded: BytesIO copies a bytearray."""
+    return len(data) * (2 if isinstance(data, bytearray) else 1)
 
 
 @contextmanager
@@ -277,10 +310,12 @@ def _open(data: bytes | bytearray) -> Iterator[ImageFile.ImageFile]:
 # so no full-size converted copy exists. Smaller ones take the plain path.
 _REDUCE_ABOVE_PIXELS = 12_000_000
 _STRIP_BYTES = 4 * 1024 * 1024  # converted bytes per strip
-# Memory a decoder needs besides the decoded image, in bytes per pixel: libwebp's canvas
-# plus the frame bytes handed to Pillow; libheif's YUV planes plus its RGB buffer; the
-# bytearray of Pillow's Python BMP RLE decoder.
-_DECODER_BYTES_PER_PIXEL = {"WEBP": 8.5, "HEIF": 5.0, "AVIF": 5.0, "BMP": 1.0}
+# Memory a decoder needs besides the decoded image, in bytes per pixel, as measured with
+# bench/hostile.py: libwebp's canvas, its frame buffer and the frame bytes handed to Pillow;
+# libheif's YUV planes and RGB buffer; Pillow's Python BMP RLE decoder's bytearrays.
+_DECODER_BYTES_PER_PIXEL = {"WEBP": 12.5, "HEIF": 3.5, "AVIF": 3.5, "bmp_rle": 2.0}
+# Modes Image.reduce() handles without a conversion or a premultiplied copy.
+_DIRECT_MODES = frozenset({"L", "RGB", "CMYK", "I", "F"})
 
 
 @dataclass(frozen=True)
@@ -326,6 +361,19 @@ def _reduce_factor(width: int, height: int, target: tuple[int, int]) -> int:
     return max(1, int(min(width / target[0], height / target[1])))
 
 
+def _finish_cost(
+    size: tuple[int, int], target: tuple[int, int], conversions: int, limits: ImageLimits
+) -> int:
+    """Memory for going from an image of ``size`` (not counted) to the encoded JPEG of
+    ``target`` (either orientation): the resize (its one-dimensional pass and result), RGB
+    or sRGB conversions at the target size and the encoder's output."""
+    target_bytes = target[0] * target[1] * 4
+    cost = conversions * target_bytes + 2 * min(limits.max_bytes, target_bytes)
+    if sorted(size) != sorted(target):
+        cost += max(target) * max(size) * 4 + target_bytes
+    return cost
+
+
 def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Plan:
     """Check the header and estimate the memory; for JPEGs, request the draft scale."""
     width, height = img.size
@@ -335,11 +383,10 @@ def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Pla
     if width * height > limits.max_pixels:
         raise ImageRejected(RejectReason.TOO_MANY_PIXELS, width, height)
 
-    # The compressed bytes (and BytesIO's copy of a bytearray) stay in memory meanwhile.
-    cost = 2 * data_size
     jpeg_target: tuple[int, int] | None = None
     orientation = 1
     factor = 1
+    has_icc = int(bool(img.info.get("icc_profile")))
     if img.format in _JPEG_FORMATS:
         orientation = _exif_orientation(img)
         swaps_sides = orientation in (5, 6, 7, 8)
@@ -347,31 +394,49 @@ def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Pla
         jpeg_target = _fit(shown_w, shown_h, limits.max_side)
         if min(jpeg_target) < limits.min_side:
             raise ImageRejected(RejectReason.TOO_SMALL, shown_w, shown_h)
-        cost += _jpeg_coefficient_bytes(img)
+        coefficients = _jpeg_coefficient_bytes(img)  # of the full size: before the draft
         # Let libjpeg decode at 1/2, 1/4 or 1/8 scale. Accepting a result a little under
         # max_side (>= DRAFT_SLACK of it) lets a 6000x8000 photo decode at 1/4 (9 MB of
         # pixels) instead of 1/2 (36 MB): far less memory and time for no visible loss.
         # The draft size is in stored (pre-rotation) orientation. Nothing is decoded yet.
         want = tuple(max(limits.min_side, int(side * DRAFT_SLACK)) for side in jpeg_target)
         img.draft("RGB", (want[1], want[0]) if swaps_sides else (want[0], want[1]))
-        pixels = img.width * img.height
-        cost += pixels * _bytes_per_pixel(img.mode)
-        converted = pixels * 4  # the resize and the RGB conversion, at most this each
-        cost += 2 * converted
+        decoded = img.width * img.height * _bytes_per_pixel(img.mode)
+        conversions = int(img.mode != "RGB") + has_icc
+        after = decoded + _finish_cost(img.size, jpeg_target, conversions, limits)
+        work = max(coefficients + decoded, after)
     else:
         pixels = width * height
+        decoded = pixels * _bytes_per_pixel(img.mode)
+        codec = img.tile[0][0] if img.tile else ""
+        extra = _DECODER_BYTES_PER_PIXEL.get(
+            codec, _DECODER_BYTES_PER_PIXEL.get(img.format or "", 0)
+        )
+        decoding = decoded + round(pixels * extra)
         target = _fit(width, height, limits.max_side)
-        cost += pixels * _bytes_per_pixel(img.mode)
-        cost += round(pixels * _DECODER_BYTES_PER_PIXEL.get(img.format or "", 0.0))
         factor = _reduce_factor(width, height, target)
+        direct = img.mode in _DIRECT_MODES and not img.has_transparency_data
+        # Formats whose EXIF orientation is only known (and applied, with a copy) later.
+        rotated = img.format not in ("BMP", "GIF")
         if factor > 1 or pixels > _REDUCE_ABOVE_PIXELS:
-            reduced = -(-width // factor) * -(-height // factor)
-            # one converted strip (and its reduction), the reduced image and a copy of it
-            cost += 2 * _STRIP_BYTES + 2 * reduced * 4
+            reduced_size = (-(-width // factor), -(-height // factor))
+            if factor == 1 and direct:
+                reducing, reduced = decoded, decoded  # used as it is
+            else:
+                reduced = reduced_size[0] * reduced_size[1] * 4
+                # a converted strip and its reduction next to the decoded image
+                reducing = decoded + 2 * _STRIP_BYTES + reduced
+            conversions = 2 if not direct or img.mode in ("I", "F") else int(img.mode != "RGB")
+            finish = _finish_cost(reduced_size, target, conversions + has_icc, limits)
+            after = reduced + max(reduced if rotated else 0, finish)
+            work = max(decoding, reducing, after)
         else:
-            # plain path: e.g. palette -> RGBA -> premultiplied RGBa for the resize
-            cost += 2 * pixels * 4
-    cost += limits.max_side * limits.max_side * 4 * 2  # output, encoder buffers
+            # full size: e.g. palette -> RGBA -> premultiplied RGBa for the resize
+            copies = (0 if direct else 2) + rotated
+            finish = _finish_cost(img.size, target, 2 + has_icc, limits)
+            work = max(decoding, decoded + copies * pixels * 4 + finish)
+    # The compressed bytes (and BytesIO's copy of a bytearray) stay in memory meanwhile.
+    cost = data_size + work
     if cost > limits.max_decoded_bytes:
         raise ImageRejected(RejectReason.TOO_BIG_TO_DECODE, width, height)
     return _Plan(cost, jpeg_target, orientation, factor)
@@ -439,7 +504,7 @@ def _reduce(img: Image.Image, factor: int) -> Image.Image:
     convert: Callable[[Image.Image], Image.Image]
     if mode.startswith("I;16"):
         convert = _deep_gray_to_l
-    elif mode in ("L", "RGB", "CMYK") and not img.has_transparency_data:
+    elif mode in _DIRECT_MODES and not img.has_transparency_data:
         return img.reduce(factor) if factor > 1 else img
     elif img.has_transparency_data:  # premultiplied, so reducing does not bleed colour
         convert = _premultiplied

@@ -6,10 +6,11 @@
 
 Makes the corpus of bench/hostile_images.py (cached in --dir), then for every file starts a
 fresh Python process that imports the bot (bot.app, so the baseline is the bot's) and runs
-the real intake, ImagePreparer.check(): the Telegram download (a stub returning the file's
-bytes), the decode gate, the magic-byte sniff and normalize() in a worker thread. Each file
-is measured alone and twice at once (two users sending it at the same moment), and finally
-the whole corpus is sent at once, every file twice. Peak RSS is VmHWM of that process.
+the real intake, ImageIntake._check() (what accept() does before the upload): the download
+(a stub returning the file's bytes), the decode gate and byte budget, the magic-byte sniff,
+decode_cost() and normalize() in worker threads. Each file is measured alone and twice at
+once (two users sending it at the same moment), and finally the whole corpus is sent at
+once, every file twice. Peak RSS is VmHWM of that process.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def vm_kb(name: str) -> int:
 
 
 async def _intake(files: list[bytes]) -> list[str]:
-    from services.images.intake import ImagePreparer
+    from services.images.intake import ImageIntake
     from services.images.normalize import ImageLimits, ImageRejected
     from services.model import InputImage
 
@@ -52,14 +53,14 @@ async def _intake(files: list[bytes]) -> list[str]:
         async def download(self, file_id: str) -> bytearray:
             return bytearray(files[int(file_id)])
 
-    preparer = ImagePreparer(
+    intake = ImageIntake(
         cast(Any, Downloads()), cast(Any, None), cast(Any, None), model="m", limits=ImageLimits()
     )
 
     async def one(index: int, data: bytes) -> str:
         image = InputImage(file_id=str(index), unique_id=str(index), file_size=len(data))
         try:
-            checked = await preparer.check(image)
+            checked = await intake._check(image)  # download, gate, sniff, normalize
         except ImageRejected as error:
             return f"refused: {error.reason.value}"
         return f"ok {checked.width}x{checked.height} {len(checked.data) // 1024} KB"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -18,15 +19,16 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping
-from handlers.context import SERVICES_KEY, BotServices
+from handlers import commands, guards, housekeeping, results
+from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
-from handlers.delivery import Messenger
+from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.errors import on_error
+from handlers.gateway import TelegramFiles, TelegramGateway
 from services.dashscope import DashScopeClient
 from services.dashscope.ratelimit import SlidingWindowLimiter
 from services.i18n import LANGUAGES, Texts
-from services.images.intake import ImagePreparer
+from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
 from services.retry import RetryPolicy
 from services.storage.database import Database
@@ -62,6 +64,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .media_write_timeout(60)
         .read_timeout(15)
         .job_queue(None)
+        .context_types(CONTEXT_TYPES)
         .build()
     )
     application.bot_data["settings"] = settings
@@ -69,6 +72,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     guards.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
+    results.register(application)
     housekeeping.register(application)
     application.add_error_handler(on_error)
     return application
@@ -102,6 +106,11 @@ def build_services(
 ) -> BotServices:
     texts = Texts.load()
     store = JobStore(db)
+    retry = RetryPolicy(
+        attempts=settings.retry_attempts,
+        base_delay=settings.retry_base_delay,
+        max_delay=max(settings.retry_base_delay, 8.0),
+    )
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         connector=aiohttp.TCPConnector(limit=64),
@@ -115,43 +124,36 @@ def build_services(
         api_key=settings.dashscope_api_key,
         base_url=settings.dashscope_http_base_url,
         model=settings.tryon_model,
-        retry=RetryPolicy(
-            attempts=settings.retry_attempts,
-            base_delay=settings.retry_base_delay,
-            max_delay=max(settings.retry_base_delay, 8.0),
-        ),
+        retry=retry,
         request_timeout=settings.request_timeout,
         submit_limiter=SlidingWindowLimiter(settings.submit_qps),
         query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
     )
-    messenger = Messenger(application.bot, base_delay=settings.retry_base_delay)
-    preparer = ImagePreparer(
-        messenger,
+    # Telegram's flood waits and outages last longer than DashScope's hiccups.
+    telegram_retry = replace(retry, max_delay=30.0)
+    gateway = TelegramGateway(application.bot, retry=telegram_retry)
+    intake = ImageIntake(
+        TelegramFiles(application.bot, telegram_retry),
         dashscope,
         UploadCache(db),
         model=settings.tryon_model,
         limits=ImageLimits(max_side=settings.max_image_side),
     )
-    runner_ref: list[TryOnRunner] = []
-    scheduler = TryOnScheduler(
-        SchedulerLimits(max_concurrent=settings.max_concurrent),
-        on_positions=lambda positions: runner_ref[0].on_positions(positions),
+    scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
+    notifier = TelegramNotifier(
+        gateway, texts, StatusConfig(status_interval=settings.status_interval)
     )
     runner = TryOnRunner(
         store=store,
-        preparer=preparer,
+        intake=intake,
         client=dashscope,
         scheduler=scheduler,
-        messenger=messenger,
-        texts=texts,
+        notifier=notifier,
         config=RunnerConfig(
-            poll_interval=settings.poll_interval,
-            task_deadline=settings.task_deadline,
-            status_interval=settings.status_interval,
+            poll_interval=settings.poll_interval, task_deadline=settings.task_deadline
         ),
     )
-    runner_ref.append(runner)
     quota = QuotaPolicy(
         store,
         user_daily_limit=settings.user_daily_limit,
@@ -159,20 +161,18 @@ def build_services(
         allowed_chats=settings.allowed_chats,
     )
     return BotServices(
-        settings=settings,
+        tryon_model=settings.tryon_model,
         texts=texts,
-        db=db,
         store=store,
         profiles=ProfileStore(db),
         http=http,
         submit_http=submit_http,
         dashscope=dashscope,
-        messenger=messenger,
-        preparer=preparer,
+        gateway=gateway,
+        intake=intake,
         scheduler=scheduler,
         runner=runner,
         quota=quota,
-        bot_username=application.bot.username or "",
     )
 
 
@@ -201,7 +201,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
-        await svc.preparer.close()
+        await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 
 

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from telegram.ext import BasePersistence, PersistenceInput
-from telegram.ext._utils.types import ConversationDict, ConversationKey
 
+from handlers.ptb_internals import ConversationDict, ConversationKey
 from services.storage.database import Database
 
 UserData = dict[str, Any]

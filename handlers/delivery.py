@@ -1,255 +1,209 @@
-"""Talking to Telegram from background work: downloads, guaranteed sends and cheap edits.
+"""The pipeline's Notifier on Telegram: the status line, the result, the failure notice.
 
-Results and failure notices must never be dropped, so they are retried through
-flood control and network faults. Status edits are a courtesy: they are skipped
-when a group is close to Telegram's ~20 messages/minute limit or under flood wait.
+Telegram's part of a try-on lives here: one status message edited through the stages
+(with a chat action while it works), the result as a photo or, when Telegram would
+refuse it as a photo, as a file, and a group that became a supergroup followed to its
+new chat id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
+import contextlib
+import io
 import logging
-import random
 import time
-import warnings
-from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass, replace
 
-from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
-from telegram.constants import ChatAction
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from PIL import Image
+from telegram import Message
+from telegram.error import BadRequest, ChatMigrated, Forbidden
 
-from services.images.normalize import ImageRejected, RejectReason
+from handlers.gateway import TelegramGateway
+from handlers.keyboards import failure_markup, result_markup
+from services.i18n import Texts
+from services.model import FailureKind, Job, JobState
+from services.tryon.ports import Receipt, Stage, Undeliverable
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-GROUP_LIMIT_PER_MINUTE = 20
-# Sends kept free in a group's minute for prompts, results and failure notices.
-GROUP_RESERVE = 6
-# Status edits and chat actions across all chats, per second: well under Telegram's ~30
-# messages/s, leaving the rest for prompts and results.
-COURTESY_PER_SECOND = 12
-
-
-def retry_after_seconds(error: RetryAfter) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        value = error.retry_after
-    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto limits; bigger results go as a document
+MAX_PHOTO_SIDES = 10_000
+WORKING_STAGES = frozenset({Stage.PREPARING, Stage.SUBMITTING, Stage.GENERATING, Stage.SENDING})
+FINAL_STATES = frozenset(
+    {JobState.DELIVERED, JobState.FAILED, JobState.CANCELED, JobState.INTERRUPTED}
+)
 
 
-class ChatBudget:
-    """Counts what the bot sends to each group in a sliding minute, and flood waits."""
-
-    def __init__(
-        self,
-        per_minute: int = GROUP_LIMIT_PER_MINUTE,
-        window: float = 60.0,
-        courtesy_per_second: int = COURTESY_PER_SECOND,
-    ) -> None:
-        self.per_minute = per_minute
-        self.window = window
-        self.courtesy_per_second = courtesy_per_second
-        self._sent: dict[int, deque[float]] = {}
-        self._blocked_until: dict[int, float] = {}
-        self._courtesy: deque[float] = deque()
-
-    def _recent(self, chat_id: int) -> deque[float]:
-        sent = self._sent.setdefault(chat_id, deque())
-        now = time.monotonic()
-        while sent and now - sent[0] >= self.window:
-            sent.popleft()
-        return sent
-
-    def record(self, chat_id: int) -> None:
-        if chat_id < 0:
-            self._recent(chat_id).append(time.monotonic())
-
-    def block(self, chat_id: int, seconds: float) -> None:
-        self._blocked_until[chat_id] = time.monotonic() + seconds
-
-    def blocked_for(self, chat_id: int) -> float:
-        return max(0.0, self._blocked_until.get(chat_id, 0.0) - time.monotonic())
-
-    def take_courtesy(self, chat_id: int, reserve: int = GROUP_RESERVE) -> bool:
-        """Claims room for one non-essential call (a status edit, a chat action), if any."""
-        now = time.monotonic()
-        while self._courtesy and now - self._courtesy[0] >= 1.0:
-            self._courtesy.popleft()
-        if len(self._courtesy) >= self.courtesy_per_second or not self.can_spend(chat_id, reserve):
-            return False
-        self._courtesy.append(now)
-        return True
-
-    def can_spend(self, chat_id: int, reserve: int = GROUP_RESERVE) -> bool:
-        """Whether a non-essential message fits; private chats only check flood waits."""
-        if self.blocked_for(chat_id) > 0:
-            return False
-        if chat_id > 0:
-            return True
-        return len(self._recent(chat_id)) < self.per_minute - reserve
+@dataclass(frozen=True)
+class StatusConfig:
+    status_interval: float = 5.0
+    chat_action_interval: float = 4.5
 
 
-class Messenger:
-    def __init__(
-        self,
-        bot: Bot,
-        budget: ChatBudget | None = None,
-        *,
-        max_wait: float = 600.0,
-        base_delay: float = 1.0,
-    ) -> None:
-        self.bot = bot
-        self.budget = budget or ChatBudget()
-        self.max_wait = max_wait
-        self.base_delay = base_delay
+def elapsed_text(texts: Texts, lang: str, seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return texts.get(lang, "elapsed_seconds", s=seconds)
+    return texts.get(lang, "elapsed_minutes", m=seconds // 60, s=seconds % 60)
 
-    async def guaranteed(
-        self, chat_id: int, send: Callable[[], Awaitable[T]], max_wait: float | None = None
-    ) -> T:
-        """Retries one send through flood waits and network faults until Telegram accepts it.
 
-        Gives up only on a permanent error (bad request, bot blocked, chat migrated) or
-        after `max_wait` seconds.
-        """
-        deadline = time.monotonic() + (self.max_wait if max_wait is None else max_wait)
-        attempt = 0
+def status_text(
+    texts: Texts, lang: str, stage: Stage, elapsed: float, position: int | None = None
+) -> str:
+    line = texts.get(lang, f"stage_{stage.value}", position=position or 1)
+    return f"{line}\n{elapsed_text(texts, lang, elapsed)}"
+
+
+def failure_text(texts: Texts, lang: str, kind: FailureKind) -> str:
+    return texts.get(lang, f"fail_{kind.value}")
+
+
+class StatusTicker:
+    """Keeps one status message per job current: stage, place in line, elapsed time.
+
+    A new stage is shown at once; a new place in line or elapsed time waits for the next
+    status interval, so a moving line does not turn into a burst of edits.
+    """
+
+    def __init__(self, notifier: TelegramNotifier, job: Job) -> None:
+        self._notifier = notifier
+        self.job = job
+        self.stage = Stage.PREPARING
+        self.position: int | None = None
+        self._changed = asyncio.Event()
+        self._last_text = ""
+        self._shown_stage: Stage | None = None
+        self._last_edit = 0.0
+        self._last_action = 0.0
+        self.task = asyncio.create_task(self._run(), name=f"status-{job.id}")
+
+    def set(self, job: Job, stage: Stage, position: int | None) -> None:
+        self.job = job
+        if stage != self.stage:
+            self._changed.set()
+        self.stage, self.position = stage, position
+
+    async def _run(self) -> None:
+        interval = self._notifier.config.status_interval
         while True:
-            wait = self.budget.blocked_for(chat_id)
-            if wait:
-                await asyncio.sleep(wait)
-            try:
-                result = await send()
-            except RetryAfter as error:
-                wait = retry_after_seconds(error)
-                self.budget.block(chat_id, wait)
-                log.warning("Flood control in chat %s: waiting %.1f s", chat_id, wait)
-            except (BadRequest, Forbidden):
-                raise
-            except NetworkError as error:  # includes TimedOut
-                attempt += 1
-                wait = min(30.0, self.base_delay * 2 ** min(attempt, 5)) * random.uniform(0.5, 1)
-                log.warning("Telegram network error (%s); retrying in %.1f s", error, wait)
-            else:
-                self.budget.record(chat_id)
-                return result
-            if time.monotonic() + wait > deadline:
-                raise TelegramError("gave up waiting for Telegram")
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), interval)
+            self._changed.clear()
+            await self.tick()
 
-    async def send_text(
-        self,
-        chat_id: int,
-        text: str,
-        *,
-        thread_id: int | None = None,
-        reply_to: int | None = None,
-        markup: InlineKeyboardMarkup | None = None,
-    ) -> Message:
-        return await self.guaranteed(
-            chat_id,
-            lambda: self.bot.send_message(
-                chat_id,
-                text,
-                message_thread_id=thread_id,
-                reply_parameters=_reply(reply_to),
-                reply_markup=markup,
-            ),
+    async def tick(self) -> None:
+        job, notifier = self.job, self._notifier
+        gateway, config = notifier.gateway, notifier.config
+        now = time.monotonic()
+        working = self.stage in WORKING_STAGES
+        if working and now - self._last_action >= config.chat_action_interval:
+            self._last_action = now
+            await gateway.chat_action(job.chat_id, job.thread_id)
+        if job.status_message_id is None:
+            return
+        due = self.stage != self._shown_stage or (now - self._last_edit >= config.status_interval)
+        text = status_text(
+            notifier.texts, job.lang, self.stage, time.time() - job.created_at, self.position
         )
+        if (
+            due
+            and text != self._last_text
+            and await gateway.edit_status(job.chat_id, job.status_message_id, text)
+        ):
+            self._last_text, self._shown_stage, self._last_edit = text, self.stage, now
 
-    async def send_photo(
-        self,
-        chat_id: int,
-        photo: bytes,
-        caption: str,
-        *,
-        thread_id: int | None,
-        reply_to: int | None,
-        markup: InlineKeyboardMarkup | None,
-        as_document: bool = False,
-    ) -> Message:
-        async def send() -> Message:
-            if as_document:
-                return await self.bot.send_document(
-                    chat_id,
-                    photo,
-                    filename="tryon.jpg",
-                    caption=caption,
-                    message_thread_id=thread_id,
-                    reply_parameters=_reply(reply_to),
-                    reply_markup=markup,
-                )
-            return await self.bot.send_photo(
-                chat_id,
-                photo,
-                caption=caption,
-                filename="tryon.jpg",
-                message_thread_id=thread_id,
-                reply_parameters=_reply(reply_to),
-                reply_markup=markup,
+
+class TelegramNotifier:
+    def __init__(
+        self, gateway: TelegramGateway, texts: Texts, config: StatusConfig = StatusConfig()
+    ) -> None:
+        self.gateway = gateway
+        self.texts = texts
+        self.config = config
+        self._tickers: dict[str, StatusTicker] = {}
+
+    async def started(self, job: Job) -> Receipt:
+        message = await self.gateway.send_text(
+            job.chat_id,
+            status_text(self.texts, job.lang, Stage.PREPARING, 0),
+            thread_id=job.thread_id,
+            reply_to=job.request_message_id,
+        )
+        return Receipt(job.chat_id, message.message_id)
+
+    def stage(self, job: Job, stage: Stage, position: int | None = None) -> None:
+        ticker = self._tickers.get(job.id)
+        if ticker is None:
+            ticker = self._tickers[job.id] = StatusTicker(self, job)
+        ticker.set(job, stage, position)
+
+    async def deliver(self, job: Job, image: bytes) -> Receipt:
+        caption = self.texts.get(job.lang, "result_caption")
+        as_document = not fits_send_photo(image)
+        try:
+            return await self._to_chat(
+                job,
+                lambda j: self.gateway.send_image(
+                    j.chat_id,
+                    image,
+                    caption,
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=result_markup(self.texts, j.lang, j.id, j.user_id),
+                    as_document=as_document,
+                ),
             )
+        except (BadRequest, Forbidden) as error:
+            log.error("job %s: result undeliverable: %s", job.id, error)
+            raise Undeliverable(str(error)) from error
 
-        return await self.guaranteed(chat_id, send)
-
-    async def edit_status(self, chat_id: int, message_id: int, text: str) -> bool:
-        """Best effort: skipped (False) when the chat is short of budget or flood-limited."""
-        if not self.budget.take_courtesy(chat_id):
-            return False
+    async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         try:
-            await self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-        except RetryAfter as error:
-            self.budget.block(chat_id, retry_after_seconds(error))
-            return False
-        except BadRequest as error:
-            if "not modified" not in error.message.lower():
-                log.info("Status edit refused in chat %s: %s", chat_id, error.message)
-            return False
-        except (NetworkError, Forbidden):
-            return False
-        self.budget.record(chat_id)
-        return True
-
-    async def delete(self, chat_id: int, message_id: int) -> None:
-        try:
-            await self.bot.delete_message(chat_id, message_id)
-        except TelegramError as error:
-            log.info("Could not delete message %s in chat %s: %s", message_id, chat_id, error)
-
-    async def chat_action(self, chat_id: int, thread_id: int | None) -> None:
-        if not self.budget.take_courtesy(chat_id, reserve=GROUP_RESERVE * 2):
-            return
-        try:
-            await self.bot.send_chat_action(
-                chat_id, ChatAction.UPLOAD_PHOTO, message_thread_id=thread_id
+            return await self._to_chat(
+                job,
+                lambda j: self.gateway.send_text(
+                    j.chat_id,
+                    failure_text(self.texts, j.lang, kind),
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                ),
             )
-        except TelegramError:
-            return
-        self.budget.record(chat_id)
+        except (BadRequest, Forbidden) as error:
+            raise Undeliverable(str(error)) from error
 
-    async def download(self, file_id: str) -> bytearray:
-        """Downloads a Telegram file into memory, retrying transient faults."""
-        attempt = 0
-        while True:
-            try:
-                file = await self.bot.get_file(file_id)
-                return await file.download_as_bytearray()  # no extra copy: images are big
-            except BadRequest as error:
-                if "too big" in error.message.lower():
-                    raise ImageRejected(RejectReason.FILE_TOO_LARGE) from None
-                raise
-            except RetryAfter as error:
-                await asyncio.sleep(retry_after_seconds(error))
-            except NetworkError:
-                attempt += 1
-                if attempt >= 4:
-                    raise
-                await asyncio.sleep(self.base_delay * 2**attempt * random.uniform(0.5, 1))
+    async def finished(self, job: Job) -> None:
+        ticker = self._tickers.pop(job.id, None)
+        if ticker is not None:
+            ticker.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker.task
+        if job.state in FINAL_STATES and job.status_message_id is not None:
+            await self.gateway.delete(job.chat_id, job.status_message_id)
+
+    async def _to_chat(self, job: Job, send: Callable[[Job], Awaitable[Message]]) -> Receipt:
+        """Sends to the job's chat, following it if the group became a supergroup."""
+        try:
+            message = await send(job)
+        except ChatMigrated as migrated:
+            # Message ids of the old group mean nothing in the new one.
+            moved = _moved(job, migrated.new_chat_id)
+            message = await send(moved)
+        return Receipt(message.chat_id, message.message_id)
 
 
-def _reply(message_id: int | None) -> ReplyParameters | None:
-    if message_id is None:
-        return None
-    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+def _moved(job: Job, chat_id: int) -> Job:
+    return replace(job, chat_id=chat_id, request_message_id=None, status_message_id=None)
+
+
+def fits_send_photo(data: bytes) -> bool:
+    if len(data) > MAX_PHOTO_BYTES:
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except OSError:
+        return False
+    return width + height <= MAX_PHOTO_SIDES and max(width, height) <= 20 * min(width, height)

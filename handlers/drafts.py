@@ -10,9 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.model import InputImage
-
-STEPS = ("person", "top", "bottom")
+from services.model import SLOTS, InputImage
 
 
 @dataclass
@@ -30,7 +28,7 @@ class Draft:
     updated_at: float = field(default_factory=time.time)
 
     def next_step(self) -> str | None:
-        return next((step for step in STEPS if step not in self.decided), None)
+        return next((step for step in SLOTS if step not in self.decided), None)
 
     def put(self, step: str, image: InputImage | None) -> None:
         setattr(self, step, image)

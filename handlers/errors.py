@@ -7,7 +7,8 @@ import logging
 from telegram import Update
 from telegram.error import Forbidden, NetworkError, RetryAfter
 
-from handlers.common import Context, lang_of, say, t
+from handlers.common import say
+from handlers.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,6 @@ async def on_error(update: object, context: Context) -> None:
     if not isinstance(update, Update) or chat is None or isinstance(error, Forbidden):
         return
     try:
-        await say(update, context, t(context, lang_of(update), "internal_error"))
+        await say(update, context, context.t("internal_error"))
     except Exception as send_error:  # the apology itself failed: nothing more to do
         log.warning("Could not send the apology: %r", send_error)

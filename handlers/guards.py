@@ -9,7 +9,8 @@ from telegram import Message, Update
 from telegram.constants import ChatID
 from telegram.ext import Application, ApplicationHandlerStop, TypeHandler
 
-from handlers.common import Context, is_group, lang_of, say, services, t
+from handlers.common import is_group, say
+from handlers.context import Context
 from handlers.keyboards import parse_callback
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,10 @@ async def guard(update: Update, context: Context) -> None:
     user, chat, message = update.effective_user, update.effective_chat, update.effective_message
     if user is None or chat is None:
         raise ApplicationHandlerStop  # channel posts, polls…: nothing for this bot
-    lang = lang_of(update)
     if query is not None:
         parsed = parse_callback(query.data or "")
-        if parsed is None or parsed[2] != user.id:
-            await query.answer(t(context, lang, "not_your_button"), show_alert=True)
+        if parsed is None or parsed.owner != user.id:
+            await query.answer(context.t("not_your_button"), show_alert=True)
             raise ApplicationHandlerStop
     is_command = message is not None and is_command_for_me(message)
     anonymous = user.id == ChatID.ANONYMOUS_ADMIN or (
@@ -42,14 +42,14 @@ async def guard(update: Update, context: Context) -> None:
     )
     if anonymous and message is not None:
         if is_command:
-            await say(update, context, t(context, lang, "anonymous_admin"))
+            await say(update, context, context.t("anonymous_admin"))
         raise ApplicationHandlerStop
-    if not services(context).quota.allowed(chat.id, user.id):
+    if not context.services.quota.allowed(chat.id, user.id):
         log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
         if query is not None:
-            await query.answer(t(context, lang, "not_allowed"), show_alert=True)
+            await query.answer(context.t("not_allowed"), show_alert=True)
         elif is_command or not is_group(update):
-            await say(update, context, t(context, lang, "not_allowed"))
+            await say(update, context, context.t("not_allowed"))
         raise ApplicationHandlerStop
 
 

@@ -12,11 +12,11 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application, MessageHandler, TypeHandler, filters
 
-from handlers.common import Context, conversation_tables, services
-from handlers.context import SERVICES_KEY
-from handlers.conversation import ask_again
+from handlers.common import PROMPT_MAX_WAIT
+from handlers.context import SERVICES_KEY, BotServices, Context
 from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
-from services.i18n import Texts
+from handlers.prompts import ask_again
+from handlers.ptb_internals import move_conversations
 
 log = logging.getLogger(__name__)
 FLUSH_GROUP = 1
@@ -37,7 +37,7 @@ async def on_migrate(update: Update, context: Context) -> None:
         return
     old, new = message.chat_id, message.migrate_to_chat_id
     log.info("Chat %s migrated to %s", old, new)
-    await services(context).store.migrate_chat(old, new)
+    await context.services.store.migrate_chat(old, new)
     app = context.application
     moved: dict[int, Draft] = {}
     for user_id, data in app.user_data.items():
@@ -48,12 +48,7 @@ async def on_migrate(update: Update, context: Context) -> None:
             save_draft(data, new, draft)
             app.mark_data_for_update_persistence(user_ids=[user_id])
             moved[user_id] = draft
-    states: dict[int, object] = {}
-    for conversations in conversation_tables(app):
-        for key in [k for k in conversations if k and k[0] == old]:
-            conversations[(new, *key[1:])] = conversations.pop(key)
-            if len(key) == 2:
-                states[key[1]] = conversations[(new, *key[1:])]
+    states = move_conversations(app, old, new)
     # Each member's prompt stays behind in the old chat, where nobody can answer it any more.
     for user_id, draft in moved.items():
         if user_id in states:
@@ -61,15 +56,9 @@ async def on_migrate(update: Update, context: Context) -> None:
                 await ask_again(context, new, user_id, draft, states[user_id])
 
 
-def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]
-    for conversations in conversation_tables(app):
-        for key in [k for k in conversations if len(k) == 2 and k[1] == user_id]:
-            del conversations[key]
-
-
 async def expire_idle_flows(app: Application, idle_limit: float, interval: float) -> None:  # type: ignore[type-arg]
     """Ends drafts idle for longer than the timeout, with a short note to their user."""
-    texts: Texts = app.bot_data[SERVICES_KEY].texts
+    services: BotServices = app.bot_data[SERVICES_KEY]
     while True:
         await asyncio.sleep(interval)
         now = time.time()
@@ -79,10 +68,11 @@ async def expire_idle_flows(app: Application, idle_limit: float, interval: float
                 app.mark_data_for_update_persistence(user_ids=[user_id])
                 log.info("Flow of user %s in chat %s expired", user_id, chat_id)
                 with contextlib.suppress(TelegramError):
-                    await app.bot.send_message(
+                    await services.gateway.send_text(
                         chat_id,
-                        texts.get(draft.lang, "flow_timed_out"),
-                        message_thread_id=draft.thread_id,
+                        services.texts.get(draft.lang, "flow_timed_out"),
+                        thread_id=draft.thread_id,
+                        max_wait=PROMPT_MAX_WAIT,
                     )
         await app.update_persistence()
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from telegram import Message
+import logging
+
+from telegram import Message, Update
 from telegram.constants import ChatType
 from telegram.ext import filters
 
-from handlers.common import Context, t
+from handlers.common import say
+from handlers.context import Context
+from handlers.drafts import Draft
 from services.images.normalize import ImageRejected, RejectReason
 from services.model import InputImage
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "heic", "heif", "gif", "tif", "tiff")
 
@@ -58,5 +64,25 @@ def image_of(message: Message | None) -> InputImage | None:
 def reject_text(context: Context, lang: str, error: ImageRejected) -> str:
     key = f"reject_{error.reason.name.lower()}"
     if error.reason is RejectReason.TOO_SMALL:
-        return t(context, lang, key, width=error.width or 0, height=error.height or 0)
-    return t(context, lang, key)
+        return context.t(key, lang, width=error.width or 0, height=error.height or 0)
+    return context.t(key, lang)
+
+
+async def accept_photo(
+    update: Update, context: Context, draft: Draft, step: str
+) -> InputImage | None:
+    """The photo of this message, checked (and uploading); None, after an answer, if not."""
+    message = update.effective_message
+    assert message is not None
+    image = image_of(message)
+    if image is None:
+        await say(update, context, context.t(f"wrong_input_{step}", draft.lang))
+        return None
+    try:
+        return await context.services.intake.accept(image)
+    except ImageRejected as error:
+        await say(update, context, reject_text(context, draft.lang, error))
+    except Exception:
+        log.exception("Could not fetch a photo in chat %s", message.chat_id)
+        await say(update, context, context.t("download_failed", draft.lang))
+    return None

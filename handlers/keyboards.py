@@ -1,85 +1,126 @@
-"""What a try-on says to its user: status lines, the result caption, failure notices.
+"""Buttons: callback data (one format, one parser) and every inline keyboard the bot shows.
 
-Callback data formats live here too, because the handlers answer the buttons
-that the pipeline sends.
+Callback data is "<action>:<argument>:<owner user id>" (under Telegram's 64 bytes). The
+owner lets one guard refuse a button pressed by anyone else in a group.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from services.i18n import Texts
+from services.model import SLOTS, FailureKind
 
-# Callback data: "<action>:<argument>:<owner user id>" (under Telegram's 64 bytes). The
-# owner lets one guard refuse a button pressed by anyone else in a group.
-CB_FULL = "full"  # send the full-size file of a job
-CB_AGAIN = "again"  # same person as a job, another garment
-CB_RETRY = "retry"  # run a job's inputs again (the user asks, so a new submit is fine)
-CB_NEW = "new"  # start over
-
-
-def callback(action: str, owner: int, argument: str = "-") -> str:
-    return f"{action}:{argument}:{owner}"
+# The conversation's photo steps are the job's input slots, in order.
+PERSON, TOP, BOTTOM = SLOTS
+STEPS = SLOTS
+GARMENT_KINDS = ("top", "bottom", "dress")
 
 
-def parse_callback(data: str) -> tuple[str, str, int] | None:
+class Action(enum.StrEnum):
+    FULL = "full"  # send the full-size file of a job
+    AGAIN = "again"  # same person as a job, another garment
+    RETRY = "retry"  # run a failed job's inputs again (the user asks: a new submit is fine)
+    NEW = "new"  # start over
+    SKIP = "skip"
+    CANCEL = "cancel"
+    CATEGORY = "cat"  # "try this on": what the chosen garment is
+    OTHER_PERSON = "person"  # not the saved /me photo: ask for a person photo
+    ME_SET = "meset"
+    ME_DELETE = "medel"
+
+
+@dataclass(frozen=True)
+class Callback:
+    action: Action
+    argument: str
+    owner: int
+
+
+def callback(action: Action, owner: int, argument: str = "-") -> str:
+    return f"{action.value}:{argument}:{owner}"
+
+
+def parse_callback(data: str) -> Callback | None:
     parts = data.split(":")
     if len(parts) != 3 or not parts[2].lstrip("-").isdigit():
         return None
-    return parts[0], parts[1], int(parts[2])
+    try:
+        action = Action(parts[0])
+    except ValueError:
+        return None
+    return Callback(action, parts[1], int(parts[2]))
 
 
-# Failure kinds that a new attempt with the same photos may fix.
-TRANSIENT_FAILURES = frozenset(
-    {"throttled", "server_error", "network", "timeout", "unknown", "telegram", "interrupted"}
-    | {"task_expired", "policy_expired", "submit_unknown"}
-)
-SERVICE_FAILURES = frozenset({"service_unavailable"})
-
-
-def elapsed_text(texts: Texts, lang: str, seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return texts.get(lang, "elapsed_seconds", s=seconds)
-    return texts.get(lang, "elapsed_minutes", m=seconds // 60, s=seconds % 60)
-
-
-def status_text(
-    texts: Texts, lang: str, stage: str, elapsed: float, position: int | None = None
-) -> str:
-    line = texts.get(lang, f"stage_{stage}", position=position or 1)
-    return f"{line}\n{elapsed_text(texts, lang, elapsed)}"
+def pattern(action: Action) -> str:
+    """A CallbackQueryHandler pattern for one action."""
+    return rf"^{action.value}:"
 
 
 def button(texts: Texts, lang: str, label: str, data: str) -> InlineKeyboardButton:
     return InlineKeyboardButton(texts.get(lang, label), callback_data=data)
 
 
+def step_markup(
+    texts: Texts, lang: str, step: str, owner: int, *, from_profile: bool
+) -> InlineKeyboardMarkup:
+    row = []
+    if step in (TOP, BOTTOM):
+        row.append(button(texts, lang, "btn_skip", callback(Action.SKIP, owner)))
+    row.append(button(texts, lang, "btn_cancel", callback(Action.CANCEL, owner)))
+    rows = [row]
+    if step == TOP and from_profile:
+        rows.insert(0, other_person_row(texts, lang, owner))
+    return InlineKeyboardMarkup(rows)
+
+
+def other_person_row(texts: Texts, lang: str, owner: int) -> list[InlineKeyboardButton]:
+    return [button(texts, lang, "btn_other_person", callback(Action.OTHER_PERSON, owner))]
+
+
+def category_markup(texts: Texts, lang: str, owner: int) -> InlineKeyboardMarkup:
+    kinds = [
+        button(texts, lang, f"btn_kind_{kind}", callback(Action.CATEGORY, owner, kind))
+        for kind in GARMENT_KINDS
+    ]
+    cancel = button(texts, lang, "btn_cancel", callback(Action.CANCEL, owner))
+    return InlineKeyboardMarkup([kinds, [cancel]])
+
+
+def profile_markup(texts: Texts, lang: str, owner: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                button(texts, lang, "btn_me_replace", callback(Action.ME_SET, owner)),
+                button(texts, lang, "btn_me_delete", callback(Action.ME_DELETE, owner)),
+            ]
+        ]
+    )
+
+
 def result_markup(texts: Texts, lang: str, job_id: str, owner: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
-            [button(texts, lang, "btn_full_size", callback(CB_FULL, owner, job_id))],
+            [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
             [
-                button(texts, lang, "btn_again", callback(CB_AGAIN, owner, job_id)),
-                button(texts, lang, "btn_new", callback(CB_NEW, owner)),
+                button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
+                button(texts, lang, "btn_new", callback(Action.NEW, owner)),
             ],
         ]
     )
 
 
 def failure_markup(
-    texts: Texts, lang: str, kind: str, job_id: str, owner: int
+    texts: Texts, lang: str, kind: FailureKind, job_id: str, owner: int
 ) -> InlineKeyboardMarkup | None:
-    if kind in SERVICE_FAILURES:
+    if kind.operator_problem:
         return None
-    if kind in TRANSIENT_FAILURES:
-        first = button(texts, lang, "btn_retry", callback(CB_RETRY, owner, job_id))
+    if kind.transient:
+        first = button(texts, lang, "btn_retry", callback(Action.RETRY, owner, job_id))
     else:
-        first = button(texts, lang, "btn_again", callback(CB_AGAIN, owner, job_id))
-    return InlineKeyboardMarkup([[first, button(texts, lang, "btn_new", callback(CB_NEW, owner))]])
-
-
-def failure_text(texts: Texts, lang: str, kind: str) -> str:
-    key = f"fail_{kind}"
-    catalog = texts.catalogs.get(lang, {})
-    return texts.get(lang, key if key in catalog else "fail_unknown")
+        first = button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id))
+    new = button(texts, lang, "btn_new", callback(Action.NEW, owner))
+    return InlineKeyboardMarkup([[first, new]])

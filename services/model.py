@@ -40,6 +40,68 @@ BILLABLE_STATES = (
 SLOTS = ("person", "top", "bottom")
 
 
+class FailureKind(enum.StrEnum):
+    """Every way a try-on can end badly that its user may meet; each has one text."""
+
+    INVALID_PERSON = "invalid_person"
+    INVALID_GARMENT = "invalid_garment"
+    INVALID_SIZE = "invalid_size"
+    INVALID_URL = "invalid_url"
+    INVALID_INPUT = "invalid_input"
+    CONTENT_REFUSED = "content_refused"
+    SERVICE_UNAVAILABLE = "service_unavailable"  # key, billing, model access: the operator's
+    POLICY_EXPIRED = "policy_expired"
+    THROTTLED = "throttled"
+    SERVER_ERROR = "server_error"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    TASK_EXPIRED = "task_expired"  # the task or its result is gone at DashScope
+    CANCELED = "canceled"
+    INTERRUPTED = "interrupted"  # stopped between submit intent and task id
+    SUBMIT_UNKNOWN = "submit_unknown"  # the submit's answer was lost
+    TELEGRAM = "telegram"  # the input photos could not be fetched from Telegram
+    UNDELIVERABLE = "undeliverable"  # the chat refuses the result
+    UNKNOWN = "unknown"
+    IMAGE_FILE_TOO_LARGE = "image_file_too_large"
+    IMAGE_UNSUPPORTED_FORMAT = "image_unsupported_format"
+    IMAGE_CORRUPT = "image_corrupt"
+    IMAGE_TOO_SMALL = "image_too_small"
+    IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
+
+    @classmethod
+    def parse(cls, value: str | None) -> FailureKind:
+        """A kind read back from the database; unknown strings (older versions) → UNKNOWN."""
+        try:
+            return cls(value or cls.UNKNOWN)
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def transient(self) -> bool:
+        """Whether running the same inputs again may work ("Try again" makes sense)."""
+        return self in _TRANSIENT
+
+    @property
+    def operator_problem(self) -> bool:
+        return self is FailureKind.SERVICE_UNAVAILABLE
+
+
+_TRANSIENT = frozenset(
+    {
+        FailureKind.THROTTLED,
+        FailureKind.SERVER_ERROR,
+        FailureKind.NETWORK,
+        FailureKind.TIMEOUT,
+        FailureKind.UNKNOWN,
+        FailureKind.TELEGRAM,
+        FailureKind.INTERRUPTED,
+        FailureKind.TASK_EXPIRED,
+        FailureKind.POLICY_EXPIRED,
+        FailureKind.SUBMIT_UNKNOWN,
+    }
+)
+
+
 @dataclass(frozen=True)
 class InputImage:
     file_id: str
@@ -82,6 +144,25 @@ class Job:
 
     def inputs(self) -> dict[str, InputImage]:
         return {slot: img for slot in SLOTS if (img := self.image(slot)) is not None}
+
+    @property
+    def failure(self) -> FailureKind | None:
+        return FailureKind.parse(self.error_kind) if self.error_kind else None
+
+    def rerun(self) -> Job:
+        """A new job with the same inputs, chat and user: a new task that the user asked for."""
+        return Job(
+            id=new_job_id(),
+            chat_id=self.chat_id,
+            thread_id=self.thread_id,
+            user_id=self.user_id,
+            lang=self.lang,
+            model=self.model,
+            person=self.person,
+            top=self.top,
+            bottom=self.bottom,
+            request_message_id=self.request_message_id,
+        )
 
 
 def utc_day(timestamp: float) -> str:

@@ -63,7 +63,7 @@ async def job_of(bot: Application, message: SentMessage) -> Job:  # type: ignore
     """The job behind a result (its buttons carry the job id)."""
     parsed = parse_callback(message.button_data("Full size"))
     assert parsed is not None
-    job = await services_of(bot).store.get(parsed[1])
+    job = await services_of(bot).store.get(parsed.argument)
     assert job is not None
     return job
 
@@ -399,7 +399,7 @@ async def test_busy_groups_stay_under_the_limit_and_results_come_first(
         await actor.command("skip")
     await ds.wait_for(lambda: len(ds.submits) == 3)
     # The bot edits its status messages only while the group's minute has room to spare.
-    budget = services_of(bot).messenger.budget
+    budget = services_of(bot).gateway.budget
     await tg.wait_for(lambda: not budget.can_spend(GROUP_ID))
     for submit in ds.submits:
         ds.complete(submit["task_id"])

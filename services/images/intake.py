@@ -1,8 +1,13 @@
-"""Telegram file → image check → DashScope temporary storage, for one input image.
+"""A user's file → image check → DashScope temporary storage, for one input image.
 
-Used twice: by the conversation as each photo arrives (so a bad photo is refused at
-once and the final submit only waits for the last image), and by the try-on
-pipeline for anything not uploaded yet or whose upload expired.
+Two entry points, one per side of the try-on:
+- `accept(image)`: the conversation, as each photo arrives. A bad photo is refused at
+  once (ImageRejected), a good one starts uploading in the background, so the final
+  submit only waits for the last image.
+- `ensure_uploaded(image)`: the pipeline's first step. It joins that background upload
+  (single flight per Telegram file), reuses an upload made for the same file and model,
+  or does the whole download → check → upload itself (after a restart, or when an
+  upload aged while the job waited in line).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-from handlers.delivery import Messenger
 from services.dashscope import DashScopeClient, DashScopeError, ErrorKind, UploadPolicy
 from services.images.normalize import (
     ImageLimits,
@@ -30,6 +34,7 @@ from services.images.normalize import (
 )
 from services.model import InputImage
 from services.storage.uploads import UploadCache
+from services.tryon.ports import FileSource
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +103,11 @@ class PolicyCache:
         self._client = client
         self._policy: UploadPolicy | None = None
         self._lock = asyncio.Lock()
-        self.fetches = 0
 
     async def get(self) -> UploadPolicy:
         async with self._lock:
             if self._policy is None or not self._policy.valid_for(30.0):
                 self._policy = await self._client.get_upload_policy()
-                self.fetches += 1
             return self._policy
 
     def discard(self, policy: UploadPolicy) -> None:
@@ -112,10 +115,10 @@ class PolicyCache:
             self._policy = None
 
 
-class ImagePreparer:
+class ImageIntake:
     def __init__(
         self,
-        messenger: Messenger,
+        files: FileSource,
         client: DashScopeClient,
         uploads: UploadCache,
         *,
@@ -125,7 +128,7 @@ class ImagePreparer:
         decode_budget: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._messenger = messenger
+        self._files = files
         self._client = client
         self._uploads = uploads
         self._model = model
@@ -137,9 +140,8 @@ class ImagePreparer:
         self._decode_gate = asyncio.Semaphore(decode_slots)
         self.budget = DecodeBudget(decode_budget or limits.max_decoded_bytes)
         self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
-        self._prefetches: set[asyncio.Task[InputImage]] = set()
+        self._background: set[asyncio.Task[InputImage]] = set()
         self._clock = clock
-        self.uploads = 0
 
     def usable(self, image: InputImage) -> bool:
         expires = image.url_expires_at
@@ -149,7 +151,20 @@ class ImagePreparer:
             and expires > (self._clock() + UPLOAD_MARGIN)
         )
 
-    async def reuse(self, image: InputImage) -> InputImage | None:
+    async def accept(self, image: InputImage) -> InputImage:
+        """Checks a photo the user just sent and starts its upload in the background.
+
+        Returns the image, with its upload when this file was already uploaded (and so
+        checked) for the model; raises ImageRejected with a reason to show the user.
+        """
+        reused = await self._reuse(image)
+        if reused is not None:
+            return reused  # a garment the group already tried on
+        checked = await self._check(image)
+        self._upload_in_background(image, checked)
+        return image
+
+    async def _reuse(self, image: InputImage) -> InputImage | None:
         """The image with its upload, when this Telegram file was already uploaded (and so
         checked) for the model and the upload is still good: nothing to download."""
         if self.usable(image):
@@ -159,11 +174,11 @@ class ImagePreparer:
         )
         return replace(image, url=cached[0], url_expires_at=cached[1]) if cached else None
 
-    async def check(self, image: InputImage) -> NormalizedImage:
+    async def _check(self, image: InputImage) -> NormalizedImage:
         """Downloads and checks one image; raises ImageRejected with a reason to show."""
         check_file_size(image.file_size)
         async with self._decode_gate:
-            data = await self._messenger.download(image.file_id)
+            data = await self._files.download(image.file_id)
             check_file_size(len(data))
             if not sniff_is_image(data[:64]):
                 raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT)
@@ -182,31 +197,29 @@ class ImagePreparer:
         if not work.cancelled():
             work.exception()  # mark retrieved: the checker, if still waiting, re-raises it
 
-    def prefetch(self, image: InputImage, checked: NormalizedImage) -> None:
-        """Starts uploading an image the conversation has just accepted, in the background,
-        so the user is not kept waiting and the final submit finds it ready."""
+    def _upload_in_background(self, image: InputImage, checked: NormalizedImage) -> None:
         if image.unique_id in self._in_flight:
             return
         task = asyncio.create_task(self._single_flight(image, self._upload_checked(image, checked)))
-        self._prefetches.add(task)
-        task.add_done_callback(self._prefetch_done)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
 
-    def _prefetch_done(self, task: asyncio.Task[InputImage]) -> None:
-        self._prefetches.discard(task)
+    def _background_done(self, task: asyncio.Task[InputImage]) -> None:
+        self._background.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.warning("Background upload failed (the try-on will retry): %r", error)
 
     async def close(self) -> None:
-        for task in list(self._prefetches):
+        for task in list(self._background):
             task.cancel()
-        if self._prefetches:
-            await asyncio.wait(list(self._prefetches))
+        if self._background:
+            await asyncio.wait(list(self._background))
 
-    async def prepare(self, image: InputImage) -> InputImage:
+    async def ensure_uploaded(self, image: InputImage) -> InputImage:
         """Returns the image with a usable oss:// URL; raises ImageRejected or DashScopeError."""
         if self.usable(image):
             return image
-        reused = await self.reuse(image)
+        reused = await self._reuse(image)
         if reused is not None:
             return reused
         # Single flight: ten group members trying on one garment upload it once.
@@ -242,7 +255,7 @@ class ImagePreparer:
         return prepared
 
     async def _download_check_upload(self, image: InputImage) -> InputImage:
-        return await self._upload_checked(image, await self.check(image))
+        return await self._upload_checked(image, await self._check(image))
 
     async def _upload_checked(self, image: InputImage, checked: NormalizedImage) -> InputImage:
         started = self._clock()
@@ -260,5 +273,4 @@ class ImagePreparer:
                 raise
             self._policies.discard(policy)
             url = await self._client.upload(await self._policies.get(), data, "image.jpg")
-        self.uploads += 1
         return url

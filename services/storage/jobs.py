@@ -97,6 +97,8 @@ class JobStore:
 
     async def update(self, job: Job, **changes: Any) -> Job:
         """Writes the given columns and returns the job with them applied."""
+        if not changes:
+            return job
         columns = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in changes.items()}
         assignments = ", ".join(f"{name} = ?" for name in columns)
         await self._db.execute(

@@ -96,6 +96,10 @@ class TryOnScheduler:
 
     # -- public API ---------------------------------------------------------------------
 
+    def listen(self, on_positions: PositionListener) -> None:
+        """Sets the one listener told about places in line (the runner, once it exists)."""
+        self._on_positions = on_positions
+
     @property
     def running(self) -> int:
         return len(self._running)

@@ -1,4 +1,4 @@
-from handlers.delivery import GROUP_RESERVE, ChatBudget
+from handlers.gateway import GROUP_RESERVE, ChatBudget
 
 
 def test_group_budget_keeps_a_reserve_for_results_and_prompts() -> None:

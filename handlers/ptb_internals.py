@@ -1,0 +1,73 @@
+"""Every use of python-telegram-bot internals, in one place.
+
+PTB offers no public API to move or drop a conversation key (group migration and
+/forget need both), nor to see whether a user's non-blocking step is still running.
+tests/test_ptb_internals.py fails loudly if an upgrade changes what is used here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from typing import Any
+
+from telegram.ext import Application, ConversationHandler
+from telegram.ext._utils.types import ConversationDict, ConversationKey
+
+__all__ = [
+    "ConversationDict",
+    "ConversationKey",
+    "conversation_tables",
+    "forget_conversations",
+    "move_conversations",
+    "pending_step",
+]
+
+
+def conversation_tables(
+    app: Application,  # type: ignore[type-arg]
+) -> list[MutableMapping[ConversationKey, object]]:
+    """The state tables of the app's ConversationHandlers, keyed (chat, user).
+
+    Writes go through PTB's tracking dict, so they are persisted.
+    """
+    return [
+        handler._conversations
+        for handlers in app.handlers.values()
+        for handler in handlers
+        if isinstance(handler, ConversationHandler)
+    ]
+
+
+def pending_step(
+    app: Application,  # type: ignore[type-arg]
+    chat_id: int,
+    user_id: int,
+) -> asyncio.Task[Any] | None:
+    """The task of the user's non-blocking step still running (PTB's PendingState)."""
+    for conversations in conversation_tables(app):
+        task = getattr(conversations.get((chat_id, user_id)), "task", None)
+        if isinstance(task, asyncio.Task):
+            return task
+    return None
+
+
+def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]
+    for conversations in conversation_tables(app):
+        for key in [k for k in conversations if len(k) == 2 and k[1] == user_id]:
+            del conversations[key]
+
+
+def move_conversations(
+    app: Application,  # type: ignore[type-arg]
+    old_chat_id: int,
+    new_chat_id: int,
+) -> dict[int, object]:
+    """Moves every flow of a chat to its new id; returns each member's state."""
+    states: dict[int, object] = {}
+    for conversations in conversation_tables(app):
+        for key in [k for k in conversations if k and k[0] == old_chat_id]:
+            conversations[(new_chat_id, *key[1:])] = conversations.pop(key)
+            if len(key) == 2:
+                states[int(key[1])] = conversations[(new_chat_id, *key[1:])]
+    return states

@@ -105,6 +105,9 @@ def describe(path: Path) -> str:
     from PIL import Image
 
     try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
         with Image.open(path) as img:
             frames = getattr(img, "n_frames", 1)
             more = f" x{frames}" if frames > 1 else ""

@@ -63,10 +63,12 @@ def _png(
     )
 
 
-def _png_kind(bit_depth: int, colour_type: int, samples: int) -> Callable[[], bytes]:
+def _png_kind(
+    bit_depth: int, colour_type: int, samples: int, size: tuple[int, int] = (SIDE, SIDE)
+) -> Callable[[], bytes]:
     def make() -> bytes:
         sample = b"\x80" * (bit_depth // 8)
-        return _png(SIDE, SIDE, bit_depth, colour_type, sample * samples * SIDE)
+        return _png(size[0], size[1], bit_depth, colour_type, sample * samples * size[0])
 
     return make
 
@@ -103,9 +105,9 @@ def _save(img: Image.Image, fmt: str, **params: object) -> bytes:
     return buf.getvalue()
 
 
-def tiff(mode: str, value: float) -> Callable[[], bytes]:
+def tiff(mode: str, value: float, size: tuple[int, int] = (SIDE, SIDE)) -> Callable[[], bytes]:
     def make() -> bytes:
-        with Image.new(mode, (SIDE, SIDE), value) as img:
+        with Image.new(mode, size, value) as img:
             return _save(img, "TIFF", compression="tiff_adobe_deflate")
 
     return make
@@ -140,10 +142,10 @@ def bmp_rle8() -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + dib + palette + pixels
 
 
-def webp(mode: str) -> Callable[[], bytes]:
+def webp(mode: str, size: tuple[int, int] = (SIDE, SIDE)) -> Callable[[], bytes]:
     def make() -> bytes:
         colour = (200, 30, 30, 128) if mode == "RGBA" else (200, 30, 30)
-        with Image.new(mode, (SIDE, SIDE), colour) as img:
+        with Image.new(mode, size, colour) as img:
             return _save(img, "WEBP", lossless=True, quality=0, method=0)
 
     return make
@@ -167,20 +169,24 @@ def gif_animated() -> bytes:
     return first[:head_end] + loop + first[head_end:-1] + (gce + frame) * 2000 + b";"
 
 
-def jpeg(mode: str, side: int, **params: object) -> Callable[[], bytes]:
+def jpeg(mode: str, side: int | tuple[int, int], **params: object) -> Callable[[], bytes]:
     def make() -> bytes:
         colour: tuple[int, ...] = (10, 80, 160, 20) if mode == "CMYK" else (200, 120, 40)
-        with Image.new(mode, (side, side), colour) as img:
+        size = side if isinstance(side, tuple) else (side, side)
+        with Image.new(mode, size, colour) as img:
             return _save(img, "JPEG", quality=90, **params)
 
     return make
 
 
-def heic() -> bytes:
-    with Image.new("RGB", (8064, 6048), (90, 140, 200)) as img:
-        buf = io.BytesIO()
-        pillow_heif.from_pillow(img).save(buf, format="HEIF", quality=50)
-        return buf.getvalue()
+def heic(size: tuple[int, int]) -> Callable[[], bytes]:
+    def make() -> bytes:
+        with Image.new("RGB", size, (90, 140, 200)) as img:
+            buf = io.BytesIO()
+            pillow_heif.from_pillow(img).save(buf, format="HEIF", quality=50)
+            return buf.getvalue()
+
+    return make
 
 
 # name -> (what it is, maker)
@@ -207,7 +213,7 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "webp_rgb.webp": ("WEBP lossless RGB", webp("RGB")),
     "webp_rgba.webp": ("WEBP lossless RGBA", webp("RGBA")),
     "gif_2000_frames.gif": ("GIF 2001 frames", gif_animated),
-    "heic_48mp.heic": ("HEIC 8064x6048", heic),
+    "heic_48mp.heic": ("HEIC 8064x6048", heic((8064, 6048))),
     "jpeg_cmyk.jpg": ("JPEG CMYK", jpeg("CMYK", SIDE)),
     "jpeg_progressive.jpg": ("JPEG progressive", jpeg("RGB", SIDE, progressive=True)),
     "jpeg_progressive_444.jpg": (
@@ -215,6 +221,17 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes]]] = {
         jpeg("RGB", SIDE, progressive=True, subsampling="4:4:4"),
     ),
     "jpeg_12000.jpg": ("JPEG progressive 12000x12000", jpeg("RGB", 12000, progressive=True)),
+    # Big but legitimate: near the limits, accepted.
+    "heic_24mp.heic": ("HEIC 6048x4032 (iPhone 24 MP)", heic((6048, 4032))),
+    "webp_12mp.webp": ("WEBP 4000x3000", webp("RGB", (4000, 3000))),
+    "png_rgba_24mp.png": ("PNG RGBA 6000x4000", _png_kind(8, 6, 4, (6000, 4000))),
+    "png_gray16_24mp.png": ("PNG 16-bit gray 6000x4000", _png_kind(16, 0, 1, (6000, 4000))),
+    "tiff_f32_24mp.tif": ("TIFF float 6000x4000", tiff("F", 0.25, (6000, 4000))),
+    "jpeg_progressive_48mp.jpg": (
+        "JPEG progressive 8000x6000",
+        jpeg("RGB", (8000, 6000), progressive=True),
+    ),
+    "jpeg_48mp.jpg": ("JPEG 8000x6000", jpeg("RGB", (8000, 6000))),
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
 __all__ = [
     "MAX_DOWNLOAD_BYTES",
@@ -318,6 +318,18 @@ _DECODER_BYTES_PER_PIXEL = {"WEBP": 12.5, "HEIF": 3.5, "AVIF": 3.5, "bmp_rle": 2
 _DIRECT_MODES = frozenset({"L", "RGB", "CMYK", "I", "F"})
 
 
+# What shows an image stored with EXIF orientation 2..8 upright (as ImageOps.exif_transpose).
+_TRANSPOSITIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
 @dataclass(frozen=True)
 class _Plan:
     cost: int
@@ -403,7 +415,11 @@ def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Pla
         img.draft("RGB", (want[1], want[0]) if swaps_sides else (want[0], want[1]))
         decoded = img.width * img.height * _bytes_per_pixel(img.mode)
         conversions = int(img.mode != "RGB") + has_icc
-        after = decoded + _finish_cost(img.size, jpeg_target, conversions, limits)
+        drafted = (img.height, img.width) if swaps_sides else img.size
+        final = jpeg_target
+        if drafted[0] < final[0] or drafted[1] < final[1]:
+            final = drafted  # as _decode does: no resize
+        after = decoded + _finish_cost(img.size, final, conversions, limits)
         work = max(coefficients + decoded, after)
     else:
         pixels = width * height
@@ -478,8 +494,8 @@ def _convert_and_encode(
     icc_profile = img.info.get("icc_profile")
     if reduce_factor > 1 or img.width * img.height > _REDUCE_ABOVE_PIXELS:
         img = _replace(img, _reduce(img, reduce_factor))
-    if orientation != 1:
-        img = _replace(img, ImageOps.exif_transpose(img))
+    if orientation != 1:  # by the value read before: a reduced copy has no EXIF
+        img = _replace(img, img.transpose(_TRANSPOSITIONS[orientation]))
     rgb = _to_rgb(img, size)  # frees the full-size decoded pixels as soon as it can
     try:
         if isinstance(icc_profile, bytes) and icc_profile:
@@ -578,6 +594,8 @@ def _to_rgb(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     img = _replace(img, _resizable(img))
     if img.size != size:
         img = _replace(img, img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    if img.mode == "RGBa":  # from _reduce: premultiplied, so it resized without a copy
+        img = _replace(img, img.convert("RGBA"))
     if img.mode in ("RGBA", "LA"):
         if img.mode == "LA":
             img = _replace(img, img.convert("RGBA"))
@@ -594,7 +612,7 @@ def _resizable(img: Image.Image) -> Image.Image:
     Resizing before the conversion to RGB keeps L and CMYK images small in memory.
     """
     mode = img.mode
-    if mode in ("RGBA", "LA"):
+    if mode in ("RGBA", "LA", "RGBa"):
         return img
     if mode in ("RGB", "L", "CMYK") and not img.has_transparency_data:
         return img

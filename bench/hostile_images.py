@@ -179,6 +179,36 @@ def jpeg(mode: str, side: int | tuple[int, int], **params: object) -> Callable[[
     return make
 
 
+def jpeg_multiscan(side: int) -> Callable[[], bytes]:
+    """A sequential (baseline) gray JPEG in three scans, one per component: libjpeg keeps
+    all DCT coefficients of a file like that, as for a progressive one. Written by hand:
+    one-symbol Huffman tables, so every 8x8 block (DC difference 0, then end of block)
+    takes 2 bits."""
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    def make() -> bytes:
+        blocks = (-(-side // 8)) ** 2  # 8x8 blocks per component
+        scan = bytes(-(-blocks * 2 // 8))  # all-zero bits
+        one_code = bytes([1] + [0] * 15) + b"\x00"  # a single 1-bit code for symbol 0
+        parts = [
+            b"\xff\xd8",
+            segment(0xDB, b"\x00" + bytes([1] * 64)),
+            segment(
+                0xC0,
+                struct.pack(">BHHB", 8, side, side, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00",
+            ),
+            segment(0xC4, b"\x00" + one_code + b"\x10" + one_code),
+        ]
+        for component in (1, 2, 3):
+            parts += [segment(0xDA, bytes([1, component, 0x00, 0, 63, 0])), scan]
+        parts.append(b"\xff\xd9")
+        return b"".join(parts)
+
+    return make
+
+
 def heic(size: tuple[int, int]) -> Callable[[], bytes]:
     def make() -> bytes:
         with Image.new("RGB", size, (90, 140, 200)) as img:
@@ -220,6 +250,7 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes]]] = {
         "JPEG progressive 4:4:4",
         jpeg("RGB", SIDE, progressive=True, subsampling="4:4:4"),
     ),
+    "jpeg_multiscan.jpg": ("JPEG sequential, 3 scans", jpeg_multiscan(SIDE)),
     "jpeg_12000.jpg": ("JPEG progressive 12000x12000", jpeg("RGB", 12000, progressive=True)),
     # Big but legitimate: near the limits, accepted.
     "heic_24mp.heic": ("HEIC 6048x4032 (iPhone 24 MP)", heic((6048, 4032))),

@@ -19,6 +19,7 @@ import pytest
 from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFile, features
 from PIL.JpegImagePlugin import JpegImageFile
 
+from bench.hostile_images import jpeg_multiscan
 from services.i18n import LANGUAGES, Texts
 from services.images import intake as intake_module
 from services.images.intake import DecodeBudget, ImageIntake
@@ -825,6 +826,20 @@ def test_progressive_jpeg_counts_its_coefficient_buffer() -> None:
     limits = ImageLimits(max_decoded_bytes=decode_cost(baseline) + 1024 * 1024)
     assert decode(normalize(baseline, limits)).size == (2000, 1500)
     assert rejected(progressive, limits).reason is RejectReason.TOO_BIG_TO_DECODE
+
+
+def test_sequential_jpeg_in_several_scans_counts_its_coefficient_buffer() -> None:
+    # Three scans, one per component (what `jpegtran -scans` can make); hand-written.
+    data = jpeg_multiscan(3000)()
+    coefficients = 3 * 3000 * 3000 * 2
+    assert decode_cost(data) >= len(data) + coefficients
+
+    out = decode(normalize(data))  # and it decodes
+    assert out.size == (2048, 2048)
+    assert_colour(out.getpixel((1000, 1000)), (128, 128, 128), tolerance=2)
+
+    limits = ImageLimits(max_decoded_bytes=coefficients)
+    assert rejected(data, limits).reason is RejectReason.TOO_BIG_TO_DECODE
 
 
 def test_webp_counts_its_decoder_buffers() -> None:

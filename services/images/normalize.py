@@ -348,12 +348,44 @@ def _bytes_per_pixel(mode: str) -> int:
     return 2 if mode.startswith("I;16") else 4
 
 
+def _jpeg_first_scan_components(img: ImageFile.ImageFile) -> int | None:
+    """How many components the first scan (SOS) of a JPEG holds, from its marker segments."""
+    fp = img.fp
+    if fp is None:
+        return None
+    position = fp.tell()
+    try:
+        fp.seek(2)  # after SOI
+        while byte := fp.read(1):
+            if byte != b"\xff":
+                continue
+            marker = fp.read(1)
+            while marker == b"\xff":  # fill bytes
+                marker = fp.read(1)
+            if not marker:
+                return None
+            if marker[0] in (0x01, 0xD8) or 0xD0 <= marker[0] <= 0xD7:
+                continue  # no length
+            length = int.from_bytes(fp.read(2), "big")
+            if marker[0] == 0xDA:
+                count = fp.read(1)
+                return count[0] if count else None
+            fp.seek(length - 2, io.SEEK_CUR)
+        return None
+    finally:
+        fp.seek(position)
+
+
 def _jpeg_coefficient_bytes(img: ImageFile.ImageFile) -> int:
-    """A progressive JPEG keeps every DCT coefficient of the whole image (2 bytes each)
-    until the last scan, whatever the draft scale: libjpeg's buffer for it."""
-    if not img.info.get("progressive") and not img.info.get("progression"):
-        return 0
+    """A JPEG in several scans (progressive, or sequential with one scan per component)
+    makes libjpeg keep every DCT coefficient of the whole image (2 bytes each) until the
+    last scan, whatever the draft scale."""
     layers = cast("list[tuple[str, int, int, int]]", getattr(img, "layer", []))
+    progressive = img.info.get("progressive") or img.info.get("progression")
+    if not progressive:
+        first_scan = _jpeg_first_scan_components(img)
+        if first_scan is None or first_scan >= len(layers):
+            return 0  # one scan: decoded row by row
     if not layers:
         return img.width * img.height * 3 * 2
     h_max = max(layer[1] for layer in layers) or 1

@@ -42,40 +42,39 @@ def vm_kb(name: str) -> int:
 # --------------------------------------------------------------------------- child
 
 
-async def _intake(files: list[bytes]) -> list[str]:
+async def _intake(paths: list[str]) -> list[str]:
     from services.images.intake import ImageIntake
     from services.images.normalize import ImageLimits, ImageRejected
     from services.model import InputImage
 
     class Downloads:
-        """Messenger.download: a fresh bytearray, as a Telegram download is."""
+        """FileSource: a fresh bytearray of the file, read only when downloaded."""
 
         async def download(self, file_id: str) -> bytearray:
-            return bytearray(files[int(file_id)])
+            return bytearray(await asyncio.to_thread(Path(paths[int(file_id)]).read_bytes))
 
     intake = ImageIntake(
         cast(Any, Downloads()), cast(Any, None), cast(Any, None), model="m", limits=ImageLimits()
     )
 
-    async def one(index: int, data: bytes) -> str:
-        image = InputImage(file_id=str(index), unique_id=str(index), file_size=len(data))
+    async def one(index: int, path: str) -> str:
+        size = (await asyncio.to_thread(Path(path).stat)).st_size
+        image = InputImage(file_id=str(index), unique_id=str(index), file_size=size)
         try:
             checked = await intake._check(image)  # download, gate, sniff, normalize
         except ImageRejected as error:
             return f"refused: {error.reason.value}"
         return f"ok {checked.width}x{checked.height} {len(checked.data) // 1024} KB"
 
-    return list(await asyncio.gather(*(one(i, data) for i, data in enumerate(files))))
+    return list(await asyncio.gather(*(one(i, path) for i, path in enumerate(paths))))
 
 
 def child(paths: list[str]) -> None:
     import bot.app  # noqa: F401  the bot's own imports make up its baseline RSS
 
-    # Distinct file copies, as distinct downloads would be; their bytes count too.
-    files = [Path(path).read_bytes() for path in paths]
     base = vm_kb("VmRSS")
     started = time.monotonic()
-    outcomes = asyncio.run(_intake(files))
+    outcomes = asyncio.run(_intake(paths))
     result = {
         "base_mb": base / 1024,
         "peak_mb": vm_kb("VmHWM") / 1024,

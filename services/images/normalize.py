@@ -468,10 +468,14 @@ def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Pla
         rotated = img.format not in ("BMP", "GIF")
         if factor > 1 or pixels > _REDUCE_ABOVE_PIXELS:
             reduced_size = (-(-width // factor), -(-height // factor))
-            if factor == 1 and direct:
+            reduced = reduced_size[0] * reduced_size[1] * 4
+            if img.mode in ("I", "F"):
+                # reduced, then scaled (a copy) to L, while the decoded image still exists
+                reducing = decoded + (reduced if factor > 1 else 0) + reduced + reduced // 4
+                reduced //= 4
+            elif factor == 1 and direct:
                 reducing, reduced = decoded, decoded  # used as it is
             else:
-                reduced = reduced_size[0] * reduced_size[1] * 4
                 # a converted strip and its reduction next to the decoded image
                 reducing = decoded + 2 * _STRIP_BYTES + reduced
             conversions = 2 if not direct or img.mode in ("I", "F") else int(img.mode != "RGB")

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -101,13 +102,15 @@ def measure(paths: list[Path]) -> dict[str, Any]:
 
 
 def describe(path: Path) -> str:
+    import pillow_heif
     from PIL import Image
 
+    pillow_heif.register_heif_opener()
     try:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the decompression-bomb warning
+            img = Image.open(path)
+        with img:
             frames = getattr(img, "n_frames", 1)
             more = f" x{frames}" if frames > 1 else ""
             return f"{img.width}x{img.height} {img.mode}{more}"

@@ -161,6 +161,13 @@ class ImageIntake:
         if reused is not None:
             return reused  # a garment the group already tried on
         checked = await self._check(image)
+        if image.unique_id not in self._in_flight:
+            # Another member's copy of this file may have been checked and uploaded while
+            # this one waited for the decode gate (an upload is remembered before it
+            # leaves _in_flight): upload once.
+            reused = await self._reuse(image)
+            if reused is not None:
+                return reused
         self._upload_in_background(image, checked)
         return image
 

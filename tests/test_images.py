@@ -1030,3 +1030,63 @@ async def test_intake_decodes_within_the_budget(monkeypatch: pytest.MonkeyPatch)
         await intake._check(InputImage(file_id="huge", unique_id="huge"))
     assert info.value.reason is RejectReason.TOO_BIG_TO_DECODE
     assert intake.budget.in_use == 0
+
+
+class FakeUploads:
+    """UploadCache and DashScope upload doubles: remembers uploads in memory."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[str, float]] = {}
+        self.count = 0
+
+    async def get(self, model: str, unique_id: str, valid_after: float) -> tuple[str, float] | None:
+        hit = self.cache.get(unique_id)
+        return hit if hit and hit[1] > valid_after else None
+
+    async def remember(self, model: str, unique_id: str, url: str, expires_at: float) -> None:
+        self.cache[unique_id] = (url, expires_at)
+
+    async def get_upload_policy(self) -> Any:
+        class Policy:
+            def valid_for(self, margin: float = 30.0) -> bool:
+                return True
+
+        return Policy()
+
+    async def upload(self, policy: Any, data: bytes, name: str) -> str:
+        await asyncio.sleep(0.05)  # on the network
+        self.count += 1
+        return f"oss://{self.count}"
+
+
+async def test_a_file_checked_while_its_copy_was_uploaded_is_not_uploaded_again() -> None:
+    """Two group members send the same garment; the second check ends after the first
+    upload: one upload."""
+    release_second = asyncio.Event()
+    downloads = 0
+
+    class SlowSecond:
+        async def download(self, file_id: str) -> bytearray:
+            nonlocal downloads
+            downloads += 1
+            if downloads == 2:
+                await release_second.wait()
+            return bytearray(encode(quadrants(), "JPEG"))
+
+    fake = FakeUploads()
+    intake = ImageIntake(
+        cast(Any, SlowSecond()), cast(Any, fake), cast(Any, fake), model="m", limits=DEFAULT
+    )
+    garment = InputImage(file_id="g", unique_id="g")
+    first = await intake.accept(garment)
+    second = asyncio.create_task(intake.accept(garment))
+    await asyncio.sleep(0.01)
+    assert downloads == 2  # the second check started while the first upload was on the wire
+    await asyncio.wait(list(intake._background))  # the first upload is done
+    assert fake.count == 1 and "g" not in intake._in_flight
+    release_second.set()
+
+    assert first.url is None  # checked; uploading in the background
+    assert (await second).url == "oss://1"  # the first upload, reused
+    assert fake.count == 1
+    await intake.close()

@@ -255,6 +255,7 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes]]] = {
     # Big but legitimate: near the limits, accepted.
     "heic_24mp.heic": ("HEIC 6048x4032 (iPhone 24 MP)", heic((6048, 4032))),
     "webp_12mp.webp": ("WEBP 4000x3000", webp("RGB", (4000, 3000))),
+    "png_rgba_12mp.png": ("PNG RGBA 4000x3000", _png_kind(8, 6, 4, (4000, 3000))),
     "png_rgba_24mp.png": ("PNG RGBA 6000x4000", _png_kind(8, 6, 4, (6000, 4000))),
     "png_gray16_24mp.png": ("PNG 16-bit gray 6000x4000", _png_kind(16, 0, 1, (6000, 4000))),
     "tiff_f32_24mp.tif": ("TIFF float 6000x4000", tiff("F", 0.25, (6000, 4000))),

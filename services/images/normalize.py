@@ -308,7 +308,10 @@ def _open(data: bytes | bytearray) -> Iterator[ImageFile.ImageFile]:
 # Non-JPEG images above this many pixels are reduced by an integer factor (Image.reduce, a
 # box filter) straight after decoding, converting wide or transparent modes strip by strip,
 # so no full-size converted copy exists. Smaller ones take the plain path.
-_REDUCE_ABOVE_PIXELS = 12_000_000
+_REDUCE_ABOVE_PIXELS = 4_000_000
+# The reduction resize(reducing_gap=3.0) would make is used when its result stays below
+# this; bigger images are reduced as far as the target size allows.
+_GENTLE_REDUCED_BYTES = 64 * 1024 * 1024
 _STRIP_BYTES = 4 * 1024 * 1024  # converted bytes per strip
 # Memory a decoder needs besides the decoded image, in bytes per pixel, as measured with
 # bench/hostile.py: libwebp's canvas, its frame buffer and the frame bytes handed to Pillow;
@@ -399,10 +402,16 @@ def _jpeg_coefficient_bytes(img: ImageFile.ImageFile) -> int:
 
 
 def _reduce_factor(width: int, height: int, target: tuple[int, int]) -> int:
-    """The integer reduction that keeps ``target`` (stored orientation) reachable."""
+    """The integer reduction for an image of ``width``x``height`` going to ``target``
+    (stored orientation): the one Pillow's resize(reducing_gap=3.0) makes when the reduced
+    image is small enough, else the largest that keeps ``target`` reachable."""
     if width * height <= _REDUCE_ABOVE_PIXELS:
         return 1
-    return max(1, int(min(width / target[0], height / target[1])))
+    ratio = min(width / target[0], height / target[1])
+    gentle = max(1, int(ratio / _REDUCING_GAP))
+    if -(-width // gentle) * -(-height // gentle) * 4 <= _GENTLE_REDUCED_BYTES:
+        return gentle
+    return max(1, int(ratio))
 
 
 def _finish_cost(
@@ -606,6 +615,7 @@ def _exif_orientation(img: Image.Image) -> int:
 
 
 DRAFT_SLACK = 0.75
+_REDUCING_GAP = 3.0  # resize() reduces first when it shrinks 3x or more: no visible loss
 
 
 def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -629,7 +639,7 @@ def _to_rgb(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """An RGB image of ``size``. Takes ownership of ``img``: it is closed once superseded."""
     img = _replace(img, _resizable(img))
     if img.size != size:
-        img = _replace(img, img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+        img = _replace(img, img.resize(size, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP))
     if img.mode == "RGBa":  # from _reduce: premultiplied, so it resized without a copy
         img = _replace(img, img.convert("RGBA"))
     if img.mode in ("RGBA", "LA"):

@@ -4,6 +4,8 @@
 python3 dev.py bot     # create .venv, install the pinned dependencies, start the bot
 python3 dev.py test    # same set-up plus test tools, then ruff, mypy and pytest
 python3 dev.py bench   # same set-up, then the benchmark (bench/run.py; extra args pass on)
+python3 dev.py i18n    # extract the texts into the catalogs (handlers/texts/locales)
+python3 dev.py i18n --init LOCALE   # start a new language's catalog, e.g. --init fr
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ def run(*args: str) -> int:
     return subprocess.call([str(PYTHON), *args], cwd=ROOT)
 
 
+TEXTS = "handlers/texts"
+POT = f"{TEXTS}/locales/messages.pot"
+
+
+def i18n(rest: list[str]) -> int:
+    """Extracts every message(key, text) / plural(key, one, many) of messages.py into the
+    template, then brings each language's .po up to date (new messages empty, changed
+    ones fuzzy: both fall back to English until translated)."""
+    babel = ("-m", "babel.messages.frontend")
+    extract = (*babel, "extract", "--no-default-keywords", "--no-location", "--no-wrap")
+    keywords = ("-k", "message:1c,2", "-k", "plural:1c,2,3", "--add-comments=Translators:")
+    project = ("--project=tryon-bot", "--copyright-holder=tryon-bot")
+    if code := run(*extract, *keywords, *project, "-o", POT, f"{TEXTS}/messages.py"):
+        return code
+    catalogs = ("-i", POT, "-d", f"{TEXTS}/locales", "--no-wrap")
+    if rest[:1] == ["--init"] and len(rest) == 2:
+        return run(*babel, "init", *catalogs, "-l", rest[1])
+    return run(*babel, "update", *catalogs, "--ignore-obsolete")
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     rest = sys.argv[2:]
@@ -59,6 +81,9 @@ def main() -> int:
             if code := run(*step):
                 return code
         return run("-m", "pytest", *rest)
+    if command == "i18n":
+        ensure_env("dev")
+        return i18n(rest)
     if command == "bench":
         ensure_env("dev")
         return run("bench/run.py", *rest)

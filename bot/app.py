@@ -10,30 +10,29 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
-from typing import Any
 
 import aiohttp
-from telegram import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats
-from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping, results
+from handlers import commands, guards, housekeeping, language, results
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.dashscope.ratelimit import SlidingWindowLimiter
-from services.i18n import LANGUAGES, Texts
 from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
 from services.retry import RetryPolicy
 from services.storage.database import Database
 from services.storage.jobs import JobStore
+from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
+from services.storage.retention import Retention, run_forever
 from services.storage.uploads import UploadCache
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
@@ -41,9 +40,6 @@ from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
-
-PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "forget")
-GROUP_COMMANDS = ("tryon", "me", "cancel", "help")
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -70,6 +66,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
     guards.register(application)
+    language.register(application)
     application.add_handler(build_conversation())
     commands.register(application)
     results.register(application)
@@ -83,14 +80,19 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     db: Database = application.bot_data["db"]
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
-    await set_commands(application, svc.texts)
+    svc.languages.update(await svc.prefs.languages())
+    await language.set_commands(application.bot, svc.texts)
     resumed = await svc.runner.resume()
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval
         )
     )
-    application.bot_data[BACKGROUND_KEY] = [sweeper]
+    # Prunes what is past its retention now, then hourly (see services/storage/retention.py).
+    pruner = asyncio.create_task(
+        run_forever(Retention(db, retention_days=settings.retention_days)), name="retention"
+    )
+    application.bot_data[BACKGROUND_KEY] = [sweeper, pruner]
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,
@@ -165,6 +167,7 @@ def build_services(
         texts=texts,
         store=store,
         profiles=ProfileStore(db),
+        prefs=PrefsStore(db),
         http=http,
         submit_http=submit_http,
         dashscope=dashscope,
@@ -176,28 +179,13 @@ def build_services(
     )
 
 
-async def set_commands(application: Application, texts: Texts) -> None:  # type: ignore[type-arg]
-    """Command lists per scope and language, so each chat shows the ones that work there."""
-    bot = application.bot
-    scopes: list[tuple[Any, tuple[str, ...]]] = [
-        (BotCommandScopeAllPrivateChats(), PRIVATE_COMMANDS),
-        (BotCommandScopeAllGroupChats(), GROUP_COMMANDS),
-    ]
-    try:
-        for scope, names in scopes:
-            for lang in LANGUAGES:
-                commands = [BotCommand(name, texts.get(lang, f"cmd_{name}")) for name in names]
-                await bot.set_my_commands(
-                    commands, scope=scope, language_code=None if lang == "en" else lang
-                )
-    except TelegramError as error:
-        log.warning("Could not set the command menu: %s", error)
-
-
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
-    for task in application.bot_data.get(BACKGROUND_KEY, []):
+    background: list[asyncio.Task[None]] = application.bot_data.get(BACKGROUND_KEY, [])
+    for task in background:
         task.cancel()
+    if background:  # let them end (a prune rolls back) before the database closes
+        await asyncio.wait(background, timeout=5)
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()

@@ -16,6 +16,7 @@ T = TypeVar("T")
 
 _TOKEN_RE = re.compile(r"^\d{5,}:[A-Za-z0-9_-]{20,}$")
 MODELS = ("aitryon-plus", "aitryon")
+DATABASE_NAME = "tryon.sqlite3"
 
 
 class SettingsError(Exception):
@@ -45,11 +46,12 @@ class Settings:
     request_timeout: float = 30.0
     status_interval: float = 5.0
     sweep_interval: float = 30.0
+    retention_days: int = 30
     log_level: str = "INFO"
 
     @property
     def database_path(self) -> Path:
-        return self.data_dir / "tryon.sqlite3"
+        return self.data_dir / DATABASE_NAME
 
 
 def _url(name: str, value: str) -> str:
@@ -127,6 +129,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_REQUEST_TIMEOUT": ("request_timeout", _number(float, 0.1, 600)),
     "TRYON_STATUS_INTERVAL": ("status_interval", _number(float, 0.05, 600)),
     "TRYON_SWEEP_INTERVAL": ("sweep_interval", _number(float, 0.05, 3600)),
+    "TRYON_RETENTION_DAYS": ("retention_days", _number(int, 1, 3650)),
     "TRYON_LOG_LEVEL": ("log_level", _log_level),
 }
 REQUIRED = ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY")
@@ -136,10 +139,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
 ) -> Settings:
     """Reads settings; the process environment wins over the `.env` file."""
-    values: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
+    values = _read_values(environ, env_file)
     kwargs: dict[str, object] = {}
     for name in REQUIRED:
         if not values.get(name, "").strip():
@@ -149,3 +149,19 @@ def load_settings(
         if raw:
             kwargs[attr] = parse(name, raw)
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def load_database_path(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Path:
+    """The database's path from TRYON_DATA_DIR alone (`tryon-bot backup` needs no tokens)."""
+    raw = _read_values(environ, env_file).get("TRYON_DATA_DIR", "").strip()
+    return (Path(raw) if raw else Path("./data")) / DATABASE_NAME
+
+
+def _read_values(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values

@@ -4,10 +4,12 @@ hint for private messages that belong to no flow."""
 from __future__ import annotations
 
 from telegram import Update
+from telegram.constants import ChatType
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from handlers.common import say
 from handlers.context import Context
+from handlers.language import forget_language
 from handlers.ptb_internals import forget_conversations
 from services.tryon.pipeline import CancelOutcome
 
@@ -42,7 +44,8 @@ async def on_forget(update: Update, context: Context) -> None:
     await svc.profiles.delete(user.id)
     context.application.drop_user_data(user.id)
     forget_conversations(context.application, user.id)
-    await say(update, context, context.t("forgotten"))
+    await forget_language(context, user.id, chat.id if chat.type == ChatType.PRIVATE else None)
+    await say(update, context, context.t("forgotten"))  # in the language used until now
 
 
 def register(application: Application) -> None:  # type: ignore[type-arg]

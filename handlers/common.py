@@ -6,6 +6,7 @@ from telegram import ForceReply, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
 
 from handlers.context import Context
+from handlers.texts import isolate
 
 PROMPT_MAX_WAIT = 30.0  # seconds a prompt may wait out flood control before giving up
 
@@ -46,7 +47,7 @@ async def say(
         reply_markup = ForceReply(selective=True)
         if user is not None and update.callback_query is not None:
             # A selective ForceReply reaches the users mentioned in the text.
-            text = f"{user.mention_html()} {text}"
+            text = f"{isolate(user.mention_html(), text)} {text}"
     if thread_id is None:
         thread_id = thread_of(message)
     # Prompts are retried through flood waits too (in a group, a lost prompt leaves the

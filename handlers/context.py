@@ -7,7 +7,7 @@ handlers only read it through the context, so nothing here imports from `bot/`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -15,10 +15,11 @@ from telegram import Update
 from telegram.ext import Application, CallbackContext, ContextTypes, ExtBot
 
 from handlers.gateway import TelegramGateway
+from handlers.texts import Texts, language_for
 from services.dashscope import DashScopeClient
-from services.i18n import Texts, language_for
 from services.images.intake import ImageIntake
 from services.storage.jobs import JobStore
+from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
 from services.tryon.pipeline import TryOnRunner
 from services.tryon.quota import QuotaPolicy
@@ -33,6 +34,7 @@ class BotServices:
     texts: Texts
     store: JobStore
     profiles: ProfileStore
+    prefs: PrefsStore
     http: aiohttp.ClientSession
     submit_http: aiohttp.ClientSession
     dashscope: DashScopeClient
@@ -41,12 +43,21 @@ class BotServices:
     scheduler: TryOnScheduler
     runner: TryOnRunner
     quota: QuotaPolicy
+    # Languages chosen with /language, by user id (the user_prefs table, read at start):
+    # the language is needed for every update, so it is not read from the database each time.
+    languages: dict[int, str] = field(default_factory=dict)
+    # Private chats given their own command menu since start (see handlers.language).
+    chat_menus: set[int] = field(default_factory=set)
 
 
-def lang_of(update: object) -> str:
-    """The language to answer this update in, from the user's Telegram settings."""
+def lang_of(update: object, services: BotServices | None = None) -> str:
+    """The language to answer this update in: the user's /language choice, else their
+    Telegram app's language."""
     user = update.effective_user if isinstance(update, Update) else None
-    return language_for(user.language_code if user else None)
+    if user is None:
+        return language_for(None)
+    chosen = services.languages.get(user.id) if services is not None else None
+    return chosen or language_for(user.language_code)
 
 
 class TryOnContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -59,7 +70,7 @@ class TryOnContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any],
         application: Application[Any, Any, Any, Any, Any, Any],
     ) -> TryOnContext:
         context = super().from_update(update, application)
-        context.lang = lang_of(update)
+        context.lang = lang_of(update, application.bot_data.get(SERVICES_KEY))
         return context
 
     @property

@@ -22,7 +22,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden
 
 from handlers.gateway import TelegramGateway
 from handlers.keyboards import failure_markup, result_markup
-from services.i18n import Texts
+from handlers.texts import Texts
 from services.model import FailureKind, Job, JobState
 from services.tryon.ports import Receipt, Stage, Undeliverable
 
@@ -43,10 +43,7 @@ class StatusConfig:
 
 
 def elapsed_text(texts: Texts, lang: str, seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return texts.get(lang, "elapsed_seconds", s=seconds)
-    return texts.get(lang, "elapsed_minutes", m=seconds // 60, s=seconds % 60)
+    return texts.get(lang, "elapsed", time=texts.duration(lang, seconds))
 
 
 def status_text(

@@ -16,7 +16,7 @@ from handlers.common import PROMPT_MAX_WAIT
 from handlers.context import SERVICES_KEY, BotServices, Context
 from handlers.drafts import Draft, drop_draft, expired_drafts, load_draft, save_draft
 from handlers.prompts import ask_again
-from handlers.ptb_internals import move_conversations
+from handlers.ptb_internals import forget_conversations, move_conversations
 
 log = logging.getLogger(__name__)
 FLUSH_GROUP = 1
@@ -65,6 +65,7 @@ async def expire_idle_flows(app: Application, idle_limit: float, interval: float
         for user_id, data in list(app.user_data.items()):
             for chat_id, draft in expired_drafts(data, idle_limit, now):
                 drop_draft(data, chat_id)
+                forget_conversations(app, user_id, chat_id)  # no row outlives its flow
                 app.mark_data_for_update_persistence(user_ids=[user_id])
                 log.info("Flow of user %s in chat %s expired", user_id, chat_id)
                 with contextlib.suppress(TelegramError):

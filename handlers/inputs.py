@@ -64,7 +64,9 @@ def image_of(message: Message | None) -> InputImage | None:
 def reject_text(context: Context, lang: str, error: ImageRejected) -> str:
     key = f"reject_{error.reason.name.lower()}"
     if error.reason is RejectReason.TOO_SMALL:
-        return context.t(key, lang, width=error.width or 0, height=error.height or 0)
+        # Pixel sizes read as one token, "4096×149", without digit grouping.
+        width, height = str(error.width or 0), str(error.height or 0)
+        return context.t(key, lang, width=width, height=height)
     return context.t(key, lang)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from services.i18n import Texts
+from handlers.texts import Texts
 from services.model import SLOTS, FailureKind
 
 # The conversation's photo steps are the job's input slots, in order.
@@ -31,6 +31,7 @@ class Action(enum.StrEnum):
     OTHER_PERSON = "person"  # not the saved /me photo: ask for a person photo
     ME_SET = "meset"
     ME_DELETE = "medel"
+    LANGUAGE = "lang"  # /language: the argument is the chosen language's code
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from services.tryon.scheduler import QueueFull
 
 
 def refusal_text(context: Context, lang: str, refusal: Refusal) -> str:
-    hours, rest = divmod(int(refusal.resets_in), 3600)
-    return context.t(f"refused_{refusal.reason}", lang, hours=hours, minutes=rest // 60)
+    wait = context.texts.duration(lang, max(60.0, refusal.resets_in), whole_minutes=True)
+    return context.t(f"refused_{refusal.reason}", lang, wait=wait)
 
 
 async def refused_at_start(context: Context, user_id: int, lang: str) -> str | None:

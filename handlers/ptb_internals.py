@@ -52,9 +52,18 @@ def pending_step(
     return None
 
 
-def forget_conversations(app: Application, user_id: int) -> None:  # type: ignore[type-arg]
+def forget_conversations(
+    app: Application,  # type: ignore[type-arg]
+    user_id: int,
+    chat_id: int | None = None,
+) -> None:
+    """Drops the user's conversation states (in one chat, or everywhere)."""
     for conversations in conversation_tables(app):
-        for key in [k for k in conversations if len(k) == 2 and k[1] == user_id]:
+        for key in [
+            k
+            for k in conversations
+            if len(k) == 2 and k[1] == user_id and (chat_id is None or k[0] == chat_id)
+        ]:
             del conversations[key]
 
 

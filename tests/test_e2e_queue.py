@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings
-from services.i18n import Texts
+from handlers.texts import MESSAGES, Texts
 from services.model import InputImage, Job, JobState, new_job_id
 from services.storage.database import Database
 from services.storage.jobs import JobStore
@@ -38,10 +38,13 @@ def text(key: str, **values: Any) -> str:
     return TEXTS.get("en", key, **values)
 
 
-def text_pattern(key: str) -> re.Pattern[str]:
-    """The English catalog text as a regex, each {placeholder} a captured number."""
-    escaped = re.escape(TEXTS.catalogs["en"][key])
-    return re.compile(re.sub(r"\\\{\w+\\\}", r"(\\d+)", escaped))
+def text_pattern(key: str, value: str = r"(\d+)") -> re.Pattern[str]:
+    """The English catalog text as a regex, each {placeholder} a `value` (a number)."""
+    escaped = re.escape(MESSAGES[key].text)
+    return re.compile(re.sub(r"\\\{\w+\\\}", lambda _: value, escaped))
+
+
+WAIT = r"(?:(\d+) h )?(\d+) min"  # a refusal's wait: "3 h 20 min", "3 h 0 min", "5 min"
 
 
 PREPARING = text("stage_preparing")
@@ -363,15 +366,16 @@ async def test_one_garment_for_three_members_is_uploaded_once(
 
 
 def refusal_numbers(message: SentMessage, key: str) -> tuple[int, int]:
-    found = text_pattern(key).fullmatch(message.body)
+    found = text_pattern(key, WAIT).fullmatch(message.body)
     assert found, (key, message.body)
-    return int(found.group(1)), int(found.group(2))
+    return int(found.group(1) or 0), int(found.group(2))
 
 
 def close_to_reset(hours_minutes: tuple[int, int], before: float, after: float) -> bool:
-    """Whether 'h h m min' is what the bot could have computed between the two times."""
+    """Whether 'h h m min' is what the bot could have computed between the two times
+    (it rounds up to the next whole minute)."""
     told = hours_minutes[0] * 60 + hours_minutes[1]
-    low, high = (int(seconds_to_next_day(t)) // 60 for t in (after, before))
+    low, high = (-(-int(seconds_to_next_day(t)) // 60) for t in (after, before))
     return low <= told <= high
 
 
@@ -441,7 +445,7 @@ async def test_budget_holds_when_two_finish_at_once(
         tg.send_photo(bob.chat, bob.user, jpeg(seed=301))  # ...and Bob's, a moment later
         bob_reply = await bob.next_from_bot(bob_since)
         await ann.result(ann_since)
-    assert text_pattern("refused_budget").fullmatch(bob_reply.body), bob_reply.body
+    assert text_pattern("refused_budget", WAIT).fullmatch(bob_reply.body), bob_reply.body
     assert len(ds.submits) == 1
 
 

@@ -20,7 +20,7 @@ from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFile, features
 from PIL.JpegImagePlugin import JpegImageFile
 
 from bench.hostile_images import jpeg_multiscan
-from services.i18n import LANGUAGES, Texts
+from handlers.texts.messages import MESSAGES
 from services.images import intake as intake_module
 from services.images.intake import DecodeBudget, ImageIntake
 from services.images.normalize import (
@@ -34,7 +34,7 @@ from services.images.normalize import (
     normalize,
     sniff_is_image,
 )
-from services.model import InputImage
+from services.model import FailureKind, InputImage
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -760,13 +760,13 @@ def test_wide_huge_png_is_refused_from_header(
     error = rejected(data)
 
     assert (error.reason, error.width, error.height) == (
-        RejectReason.TOO_BIG_TO_DECODE,
+        RejectReason.TOO_MANY_PIXELS,
         9400,
         9400,
     )
     with pytest.raises(ImageRejected) as info:
         decode_cost(data)
-    assert info.value.reason is RejectReason.TOO_BIG_TO_DECODE
+    assert info.value.reason is RejectReason.TOO_MANY_PIXELS
 
 
 @pytest.mark.parametrize(
@@ -803,7 +803,7 @@ def test_max_decoded_bytes_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
     no_decoding(monkeypatch)
     error = rejected(data, ImageLimits(max_decoded_bytes=cost - 1))
-    assert (error.reason, error.width, error.height) == (RejectReason.TOO_BIG_TO_DECODE, 400, 300)
+    assert (error.reason, error.width, error.height) == (RejectReason.TOO_MANY_PIXELS, 400, 300)
 
 
 def test_invalid_max_decoded_bytes() -> None:
@@ -825,7 +825,7 @@ def test_progressive_jpeg_counts_its_coefficient_buffer() -> None:
 
     limits = ImageLimits(max_decoded_bytes=decode_cost(baseline) + 1024 * 1024)
     assert decode(normalize(baseline, limits)).size == (2000, 1500)
-    assert rejected(progressive, limits).reason is RejectReason.TOO_BIG_TO_DECODE
+    assert rejected(progressive, limits).reason is RejectReason.TOO_MANY_PIXELS
 
 
 def test_sequential_jpeg_in_several_scans_counts_its_coefficient_buffer() -> None:
@@ -839,7 +839,7 @@ def test_sequential_jpeg_in_several_scans_counts_its_coefficient_buffer() -> Non
     assert_colour(out.getpixel((1000, 1000)), (128, 128, 128), tolerance=2)
 
     limits = ImageLimits(max_decoded_bytes=coefficients)
-    assert rejected(data, limits).reason is RejectReason.TOO_BIG_TO_DECODE
+    assert rejected(data, limits).reason is RejectReason.TOO_MANY_PIXELS
 
 
 def test_webp_counts_its_decoder_buffers() -> None:
@@ -928,11 +928,18 @@ def test_strips_reduce_exactly_like_the_whole(monkeypatch: pytest.MonkeyPatch) -
     assert actual.tobytes() == expected.tobytes()
 
 
-def test_every_reject_reason_has_texts() -> None:
-    texts = Texts.load()
+def test_every_reject_reason_has_texts_and_a_failure_kind() -> None:
     for reason in RejectReason:
-        for lang in LANGUAGES:
-            assert f"reject_{reason.name.lower()}" in texts.catalogs[lang], (reason, lang)
+        assert f"reject_{reason.value}" in MESSAGES
+        assert f"fail_image_{reason.value}" in MESSAGES
+        assert FailureKind(f"image_{reason.value}")
+
+
+def test_memory_refusal_says_why_in_logs() -> None:
+    error = rejected(png_header(9400, 9400, 16, 0))
+    assert error.detail is not None and "I;16" in error.detail and "MiB" in error.detail
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.reason, copy.width, copy.detail) == (error.reason, 9400, error.detail)
 
 
 # --------------------------------------------------------------------------- decode budget
@@ -1028,7 +1035,7 @@ async def test_intake_decodes_within_the_budget(monkeypatch: pytest.MonkeyPatch)
     files.files["huge"] = png_header(9400, 9400, 16, 0)
     with pytest.raises(ImageRejected) as info:
         await intake._check(InputImage(file_id="huge", unique_id="huge"))
-    assert info.value.reason is RejectReason.TOO_BIG_TO_DECODE
+    assert info.value.reason is RejectReason.TOO_MANY_PIXELS
     assert intake.budget.in_use == 0
 
 

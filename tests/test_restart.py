@@ -250,5 +250,6 @@ async def test_idle_flow_expires_across_a_restart(
         note = await ann.next_from_bot(since, lambda m: "long pause" in m.body)
         assert note.chat_id == ann.chat_id
         await bot.until(lambda: not bot.rows("SELECT user_id FROM user_data"))
+        await bot.until(lambda: not bot.rows("SELECT key FROM conversations"))
         reply = await ann.photo(jpeg())  # the old flow is gone: no silent resurrection
         assert "/tryon" in reply.body

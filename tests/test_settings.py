@@ -19,6 +19,7 @@ def test_defaults_match_the_readme() -> None:
     assert s.conversation_timeout == 1800
     assert (s.max_concurrent, s.query_qps, s.user_daily_limit, s.daily_budget) == (5, 15, 20, 0)
     assert s.allowed_chats == frozenset()
+    assert s.retention_days == 30
 
 
 def test_secrets_are_not_in_the_repr() -> None:
@@ -37,6 +38,7 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({**BASE, "TRYON_QUERY_QPS": "0"}, "TRYON_QUERY_QPS"),
         ({**BASE, "TELEGRAM_API_BASE_URL": "ftp://x"}, "TELEGRAM_API_BASE_URL"),
         ({**BASE, "TRYON_ALLOWED_CHATS": "1,abc"}, "TRYON_ALLOWED_CHATS"),
+        ({**BASE, "TRYON_RETENTION_DAYS": "0"}, "TRYON_RETENTION_DAYS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

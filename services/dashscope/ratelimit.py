@@ -45,12 +45,6 @@ class SlidingWindowLimiter:
             self._finished.append(self._clock())
             self._changed.set()
 
-    async def acquire(self) -> None:
-        """Admits one request counted from now (for callers without a response to wait on)."""
-        await self._admit()
-        self._in_flight -= 1
-        self._finished.append(self._clock())
-
     async def _admit(self) -> None:
         async with self._lock:  # FIFO: waiters are served in arrival order
             while True:

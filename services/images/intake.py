@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
 UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
+RECENT_UPLOADS = 1000
 
 
 class DecodeBudget:
@@ -140,6 +141,9 @@ class ImageIntake:
         self._decode_gate = asyncio.Semaphore(decode_slots)
         self.budget = DecodeBudget(decode_budget or limits.max_decoded_bytes)
         self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
+        # Uploads just made, by Telegram file: what the uploads table holds, without a
+        # read that could miss one finishing at this very moment.
+        self._recent: dict[str, InputImage] = {}
         self._background: set[asyncio.Task[InputImage]] = set()
         self._clock = clock
 
@@ -161,13 +165,10 @@ class ImageIntake:
         if reused is not None:
             return reused  # a garment the group already tried on
         checked = await self._check(image)
-        if image.unique_id not in self._in_flight:
-            # Another member's copy of this file may have been checked and uploaded while
-            # this one waited for the decode gate (an upload is remembered before it
-            # leaves _in_flight): upload once.
-            reused = await self._reuse(image)
-            if reused is not None:
-                return reused
+        # Another member's copy of this file may have been uploaded while this one was
+        # being checked: upload once.
+        if (recent := self._recent_upload(image)) is not None:
+            return recent
         self._upload_in_background(image, checked)
         return image
 
@@ -176,10 +177,18 @@ class ImageIntake:
         checked) for the model and the upload is still good: nothing to download."""
         if self.usable(image):
             return image
+        if (recent := self._recent_upload(image)) is not None:
+            return recent
         cached = await self._uploads.get(
             self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
         )
         return replace(image, url=cached[0], url_expires_at=cached[1]) if cached else None
+
+    def _recent_upload(self, image: InputImage) -> InputImage | None:
+        recent = self._recent.get(image.unique_id)
+        if recent is None or not self.usable(recent):
+            return None
+        return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
 
     async def _check(self, image: InputImage) -> NormalizedImage:
         """Downloads and checks one image; raises ImageRejected with a reason to show."""
@@ -240,7 +249,10 @@ class ImageIntake:
             except (DashScopeError, ImageRejected):
                 break  # a background upload failed: try again here
             return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
-        return await self._single_flight(image, self._download_check_upload(image))
+        # One may have finished while the uploads table was being read.
+        return self._recent_upload(image) or await self._single_flight(
+            image, self._download_check_upload(image)
+        )
 
     async def _single_flight(
         self, image: InputImage, work: Coroutine[Any, Any, InputImage]
@@ -258,6 +270,9 @@ class ImageIntake:
             raise
         finally:
             del self._in_flight[image.unique_id]
+        self._recent[image.unique_id] = prepared
+        while len(self._recent) > RECENT_UPLOADS:
+            del self._recent[next(iter(self._recent))]
         future.set_result(prepared)
         return prepared
 

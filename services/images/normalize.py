@@ -121,29 +121,37 @@ class RejectReason(enum.Enum):
     CORRUPT = "corrupt"
     TOO_SMALL = "too_small"
     TOO_MANY_PIXELS = "too_many_pixels"
-    TOO_BIG_TO_DECODE = "too_big_to_decode"
-    """Few enough pixels, but too many bytes once decoded (16-bit, float, alpha, WEBP...)."""
+    """Too many pixels, or too many bytes once decoded (16-bit, float, alpha, WEBP...):
+    ``detail`` says which."""
 
 
 class ImageRejected(Exception):
     """The image cannot be used; ``reason`` says why.
 
     ``width``/``height`` are set when known. For ``TOO_SMALL`` they are the size of the
-    image as displayed (after EXIF rotation, before downscaling).
+    image as displayed (after EXIF rotation, before downscaling). ``detail`` is for logs.
     """
 
     def __init__(
-        self, reason: RejectReason, width: int | None = None, height: int | None = None
+        self,
+        reason: RejectReason,
+        width: int | None = None,
+        height: int | None = None,
+        detail: str | None = None,
     ) -> None:
         self.reason = reason
         self.width = width
         self.height = height
+        self.detail = detail
         size = f" ({width}x{height})" if width is not None and height is not None else ""
-        super().__init__(f"image rejected: {reason.value}{size}")
+        more = f": {detail}" if detail else ""
+        super().__init__(f"image rejected: {reason.value}{size}{more}")
 
-    def __reduce__(self) -> tuple[type[ImageRejected], tuple[RejectReason, int | None, int | None]]:
+    def __reduce__(
+        self,
+    ) -> tuple[type[ImageRejected], tuple[RejectReason, int | None, int | None, str | None]]:
         # Survives pickling, e.g. if normalize() is ever moved to a process pool.
-        return type(self), (self.reason, self.width, self.height)
+        return type(self), (self.reason, self.width, self.height, self.detail)
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ class ImageLimits:
     max_decoded_bytes: int = 192 * 1024 * 1024
     """Most memory one image may take while it is normalised, as estimated from its header
     by :func:`decode_cost` (pixels x bytes per pixel of the decoded mode, plus what the
-    decoder and the conversion need). Above it: ``TOO_BIG_TO_DECODE``."""
+    decoder and the conversion need). Above it: ``TOO_MANY_PIXELS``, before decoding."""
 
     def __post_init__(self) -> None:
         if not _API_MIN_SIDE <= self.max_side <= _API_MAX_SIDE:
@@ -233,7 +241,7 @@ def decode_cost(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) ->
     """Estimated peak memory in bytes that :func:`normalize` takes for ``data``.
 
     Reads the header only. Raises :class:`ImageRejected` for what the header already shows
-    (unknown format, damaged header, too many pixels, ``TOO_BIG_TO_DECODE``), exactly as
+    (unknown format, damaged header, too many pixels or decoded bytes), exactly as
     :func:`normalize` would; the result is at most ``limits.max_decoded_bytes``.
     """
     with _open(data) as img:
@@ -499,7 +507,12 @@ def _plan(img: ImageFile.ImageFile, limits: ImageLimits, data_size: int) -> _Pla
     # The compressed bytes (and BytesIO's copy of a bytearray) stay in memory meanwhile.
     cost = data_size + work
     if cost > limits.max_decoded_bytes:
-        raise ImageRejected(RejectReason.TOO_BIG_TO_DECODE, width, height)
+        mib = 1024 * 1024
+        detail = (
+            f"{img.format} {img.mode} needs ~{cost // mib} MiB to decode, "
+            f"limit {limits.max_decoded_bytes // mib} MiB"
+        )
+        raise ImageRejected(RejectReason.TOO_MANY_PIXELS, width, height, detail)
     return _Plan(cost, jpeg_target, orientation, factor)
 
 

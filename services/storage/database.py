@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from services.storage import ledger
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,44 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 2: the language a user chose with /language (wins over their app's language).
+    """
+    CREATE TABLE user_prefs (user_id INTEGER PRIMARY KEY, language TEXT NOT NULL);
+    """,
+    # 3: the quota ledger (services/storage/ledger.py) and its salt; per-job flags saying
+    # what the ledger already holds for the job, and /forget of a job still running.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('ledger_salt', lower(hex(randomblob(32))));
+    CREATE TABLE quota_ledger (
+        day TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        billed INTEGER NOT NULL DEFAULT 0,
+        unbilled INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, user_key)
+    ) WITHOUT ROWID;
+    ALTER TABLE jobs ADD COLUMN ledger_key TEXT;
+    ALTER TABLE jobs ADD COLUMN ledger_accepted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN ledger_billed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN ledger_unbilled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN forget_on_end INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_by_updated ON jobs (updated_at);
+    -- A job the user asked to forget while it ran goes (with its cached uploads) in the
+    -- same statement that writes its final state.
+    CREATE TRIGGER jobs_forget_on_end AFTER UPDATE OF state ON jobs
+    WHEN NEW.forget_on_end = 1
+        AND NEW.state IN ('delivered', 'failed', 'canceled', 'interrupted', 'retried')
+    BEGIN
+        DELETE FROM uploads WHERE file_unique_id IN
+            (NEW.person_unique_id, NEW.top_unique_id, NEW.bottom_unique_id);
+        DELETE FROM jobs WHERE id = NEW.id;
+    END;
+    """
+    + ledger.TRIGGERS,
 )
+LEDGER_VERSION = 3
+FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs
 
 
 class Database:
@@ -94,7 +136,8 @@ class Database:
             return self._conn
         async with self._open_lock:
             if self._conn is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _private_files(self.path)
                 conn = await aiosqlite.connect(self.path, isolation_level=None)
                 conn.row_factory = aiosqlite.Row
                 # WAL + NORMAL survives a killed process (only an OS crash may lose a commit).
@@ -102,6 +145,7 @@ class Database:
                 await conn.execute("PRAGMA synchronous=NORMAL")
                 await conn.execute("PRAGMA busy_timeout=5000")
                 await _migrate(conn)
+                _private_files(self.path)  # the -wal and -shm files now exist
                 self._conn = conn
         return self._conn
 
@@ -140,6 +184,22 @@ class Database:
             return list(await cursor.fetchall())
 
 
+def _private_files(path: Path) -> None:
+    """Creates the database file 0600 before SQLite opens it (SQLite gives its -wal and
+    -shm files the database file's mode), and tightens files an older version left open."""
+    if not path.exists():
+        with contextlib.suppress(OSError):  # e.g. a read-only directory: SQLite reports it
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if stat.S_IMODE(file.stat().st_mode) != FILE_MODE:
+                file.chmod(FILE_MODE)
+        except FileNotFoundError:
+            pass
+        except OSError as error:  # not ours to change: say so, and carry on
+            log.warning("Could not make %s private (0600): %s", file, error)
+
+
 async def _migrate(conn: aiosqlite.Connection) -> None:
     async with conn.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
@@ -147,3 +207,21 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("Migrating database schema to version %d", number)
         await conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    if 0 < version < LEDGER_VERSION:
+        # Jobs from before the ledger: give them their keys and record what they prove
+        # (re-writing each state fires the ledger trigger), so today's counts hold.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            salt = await ledger.load_salt(conn)
+            async with conn.execute("SELECT id, day, user_id FROM jobs") as cursor:
+                rows = list(await cursor.fetchall())
+            await conn.executemany(
+                "UPDATE jobs SET ledger_key = ? WHERE id = ?",
+                [(ledger.user_key(salt, row[1], row[2]), row[0]) for row in rows],
+            )
+            await conn.execute("UPDATE jobs SET state = state")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+        log.info("Quota ledger filled from %d existing job(s)", len(rows))

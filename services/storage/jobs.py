@@ -13,8 +13,27 @@ from typing import Any
 
 import aiosqlite
 
-from services.model import ACTIVE_STATES, BILLABLE_STATES, InputImage, Job, JobState, utc_day
+from services.model import ACTIVE_STATES, InputImage, Job, JobState, utc_day
+from services.storage import ledger
 from services.storage.database import Database
+from services.storage.ledger import LedgerCounts
+
+# A job in one of these states is over: nothing writes it again except the user's Retry.
+# (The jobs_forget_on_end trigger of migration 3 lists the same states.)
+FINAL_STATES = (
+    JobState.DELIVERED,
+    JobState.FAILED,
+    JobState.CANCELED,
+    JobState.INTERRUPTED,
+    JobState.RETRIED,
+)
+# Admitted, not yet accepted by DashScope: counts towards the quotas until it is accepted
+# (then the ledger counts it) or ends without a task (then nothing does).
+_ADMITTED_STATES = (JobState.QUEUED, JobState.SUBMITTING)
+
+
+def _marks(values: tuple[Any, ...]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _row_to_job(row: aiosqlite.Row) -> Job:
@@ -61,6 +80,7 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
 class JobStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._salt: str | None = None
 
     async def create(self, job: Job) -> Job:
         columns: dict[str, Any] = {
@@ -84,6 +104,10 @@ class JobStore:
                 f"{slot}_file_size": img.file_size,
                 f"{slot}_url": img.url,
             }
+        if job.task_id is not None:
+            columns |= {"task_id": job.task_id, "task_status": job.task_status}
+        salt = await self._ledger_salt()
+        columns["ledger_key"] = ledger.user_key(salt, columns["day"], job.user_id)
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
         await self._db.execute(
@@ -96,7 +120,12 @@ class JobStore:
         return _row_to_job(row) if row else None
 
     async def update(self, job: Job, **changes: Any) -> Job:
-        """Writes the given columns and returns the job with them applied."""
+        """Writes the given columns and returns the job with them applied.
+
+        In the same statement (triggers, see migration 3), the quota ledger records what
+        the change proves (a task id stored: accepted; SUCCEEDED: billed; a task DashScope
+        ended FAILED or CANCELED: not billed), and a job the user asked to forget while it
+        ran is deleted once it reaches a final state."""
         if not changes:
             return job
         columns = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in changes.items()}
@@ -106,6 +135,11 @@ class JobStore:
             (*columns.values(), time.time(), job.id),
         )
         return replace(job, **changes)
+
+    async def _ledger_salt(self) -> str:
+        if self._salt is None:
+            self._salt = await ledger.load_salt(await self._db.open())
+        return self._salt
 
     async def set_uploaded(self, job: Job, slot: str, url: str, expires_at: float) -> Job:
         image = job.image(slot)
@@ -135,15 +169,45 @@ class JobStore:
         )
         return [_row_to_job(row) for row in rows]
 
-    async def count_billable(self, day: str, user_id: int | None = None) -> int:
-        marks = ", ".join("?" for _ in BILLABLE_STATES)
-        sql = f"SELECT COUNT(*) FROM jobs WHERE day = ? AND state IN ({marks})"
-        params: tuple[Any, ...] = (day, *(s.value for s in BILLABLE_STATES))
+    async def count_used(self, day: str, user_id: int | None = None) -> int:
+        """Try-ons of the day that count towards the quotas (one user's, or the whole
+        bot's): jobs admitted and not yet accepted by DashScope, plus the ledger's accepted
+        tasks that DashScope did not end FAILED or CANCELED. /forget lowers neither.
+        One statement: a job being accepted meanwhile is counted exactly once."""
+        admitted = tuple(s.value for s in _ADMITTED_STATES)
+        pending = (
+            "SELECT COUNT(*) FROM jobs WHERE day = ? AND ledger_accepted = 0 "
+            f"AND state IN ({_marks(admitted)})"
+        )
+        pending_params: list[Any] = [day, *admitted]
+        ledger_where, ledger_params = await self._ledger_where(day, user_id)
         if user_id is not None:
-            sql += " AND user_id = ?"
-            params += (user_id,)
-        row = await self._db.fetchone(sql, params)
+            pending += " AND user_id = ?"
+            pending_params.append(user_id)
+        row = await self._db.fetchone(
+            f"SELECT ({pending}) + (SELECT COALESCE(SUM(accepted - unbilled), 0) "
+            f"FROM quota_ledger WHERE {ledger_where})",
+            [*pending_params, *ledger_params],
+        )
         return int(row[0]) if row else 0
+
+    async def ledger_counts(self, day: str, user_id: int | None = None) -> LedgerCounts:
+        """The ledger's counts of the day, for one user or the whole bot (its per-user
+        rows, or the day's total once retention folded them into it)."""
+        where, params = await self._ledger_where(day, user_id)
+        row = await self._db.fetchone(
+            "SELECT COALESCE(SUM(accepted), 0), COALESCE(SUM(billed), 0), "
+            f"COALESCE(SUM(unbilled), 0) FROM quota_ledger WHERE {where}",
+            params,
+        )
+        assert row is not None
+        return LedgerCounts(int(row[0]), int(row[1]), int(row[2]))
+
+    async def _ledger_where(self, day: str, user_id: int | None) -> tuple[str, list[Any]]:
+        if user_id is None:
+            return "day = ?", [day]
+        salt = await self._ledger_salt()
+        return "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
 
     async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         await self._db.execute(
@@ -151,9 +215,24 @@ class JobStore:
         )
 
     async def forget_user(self, user_id: int) -> None:
-        """Removes what identifies the user's images; keeps anonymous counts for quotas."""
+        """Deletes the user's finished jobs (and the upload cache entries of their
+        images); a job still running is marked and deleted when it ends. The quota
+        ledger, which holds no user id, keeps what the user used today."""
+        active = tuple(s.value for s in ACTIVE_STATES)
         async with self._db.transaction() as conn:
             await conn.execute(
-                "DELETE FROM jobs WHERE user_id = ? AND state NOT IN (?, ?, ?, ?, ?)",
-                (user_id, *(s.value for s in ACTIVE_STATES)),
+                "DELETE FROM uploads WHERE file_unique_id IN ("
+                "SELECT person_unique_id FROM jobs WHERE user_id = ?1 UNION "
+                "SELECT top_unique_id FROM jobs WHERE user_id = ?1 UNION "
+                "SELECT bottom_unique_id FROM jobs WHERE user_id = ?1)",
+                (user_id,),
+            )
+            await conn.execute(
+                f"DELETE FROM jobs WHERE user_id = ? AND state NOT IN ({_marks(active)})",
+                (user_id, *active),
+            )
+            await conn.execute(
+                "UPDATE jobs SET forget_on_end = 1 "
+                f"WHERE user_id = ? AND state IN ({_marks(active)})",
+                (user_id, *active),
             )

@@ -1,4 +1,5 @@
-"""Cost control: the allowlist, each user's daily try-ons and the whole bot's daily budget."""
+"""Cost control: the allowlist, each user's daily try-ons and the whole bot's daily budget
+(both counted by JobStore.count_used from the quota ledger, which /forget does not touch)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,12 @@ class QuotaPolicy:
         now = self._clock()
         day = utc_day(now)
         if self.user_daily_limit:
-            used = await self._store.count_billable(day, user_id)
+            used = await self._store.count_used(day, user_id)
             if used >= self.user_daily_limit:
                 log.info("user %s refused: daily limit %d reached", user_id, used)
                 return Refusal("daily_limit", seconds_to_next_day(now))
         if self.daily_budget:
-            spent = await self._store.count_billable(day)
+            spent = await self._store.count_used(day)
             if spent >= self.daily_budget:
                 log.warning("user %s refused: the bot's daily budget (%d) is spent", user_id, spent)
                 return Refusal("budget", seconds_to_next_day(now))

@@ -28,18 +28,22 @@ from services.dashscope.ratelimit import SlidingWindowLimiter
 from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits
 from services.retry import RetryPolicy
+from services.storage.crops import CropStore
 from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
 from services.storage.retention import Retention, run_forever
 from services.storage.uploads import UploadCache
+from services.tryon.features import Features
+from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import RunnerConfig, TryOnRunner
 from services.tryon.quota import QuotaPolicy
 from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
+PARSING_QPS = 10  # aitryon-parsing-v1 allows 10 requests per second
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -131,6 +135,7 @@ def build_services(
         submit_limiter=SlidingWindowLimiter(settings.submit_qps),
         query_limiter=SlidingWindowLimiter(settings.query_qps),
         submit_session=submit_http,
+        parse_limiter=SlidingWindowLimiter(PARSING_QPS),
     )
     # Telegram's flood waits and outages last longer than DashScope's hiccups.
     telegram_retry = replace(retry, max_delay=30.0)
@@ -143,8 +148,10 @@ def build_services(
         limits=ImageLimits(max_side=settings.max_image_side),
     )
     scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
+    features = Features(hd=settings.hd)
+    garments = KeptGarments(intake, dashscope, CropStore(db))
     notifier = TelegramNotifier(
-        gateway, texts, StatusConfig(status_interval=settings.status_interval)
+        gateway, texts, StatusConfig(status_interval=settings.status_interval), features
     )
     runner = TryOnRunner(
         store=store,
@@ -155,6 +162,8 @@ def build_services(
         config=RunnerConfig(
             poll_interval=settings.poll_interval, task_deadline=settings.task_deadline
         ),
+        garments=garments,
+        features=features,
     )
     quota = QuotaPolicy(
         store,
@@ -176,6 +185,8 @@ def build_services(
         scheduler=scheduler,
         runner=runner,
         quota=quota,
+        garments=garments,
+        features=features,
     )
 
 
@@ -189,6 +200,7 @@ async def _post_stop(application: Application) -> None:  # type: ignore[type-arg
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
         await svc.runner.stop()
+        await svc.garments.close()
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

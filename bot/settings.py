@@ -48,6 +48,7 @@ class Settings:
     sweep_interval: float = 30.0
     retention_days: int = 30
     log_level: str = "INFO"
+    hd: bool = True  # the ✨ HD button (aitryon-refiner)
 
     @property
     def database_path(self) -> Path:
@@ -99,6 +100,13 @@ def _api_key(name: str, value: str) -> str:
     return value
 
 
+def _on_off(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("on", "off"):
+        raise SettingsError(f"{name} must be on or off, got {value!r}")
+    return lowered == "on"
+
+
 def _log_level(name: str, value: str) -> str:
     level = value.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -131,6 +139,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "TRYON_SWEEP_INTERVAL": ("sweep_interval", _number(float, 0.05, 3600)),
     "TRYON_RETENTION_DAYS": ("retention_days", _number(int, 1, 3650)),
     "TRYON_LOG_LEVEL": ("log_level", _log_level),
+    "TRYON_HD": ("hd", _on_off),
 }
 REQUIRED = ("TELEGRAM_BOT_TOKEN", "DASHSCOPE_API_KEY")
 

@@ -41,6 +41,9 @@ async def on_forget(update: Update, context: Context) -> None:
     assert chat is not None and user is not None
     svc = context.services
     await svc.store.forget_user(user.id)
+    photo = await svc.profiles.get(user.id)
+    if photo is not None:
+        await svc.garments.forget(photo)
     await svc.profiles.delete(user.id)
     context.application.drop_user_data(user.id)
     forget_conversations(context.application, user.id)

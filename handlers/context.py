@@ -21,6 +21,8 @@ from services.images.intake import ImageIntake
 from services.storage.jobs import JobStore
 from services.storage.prefs import PrefsStore
 from services.storage.profiles import ProfileStore
+from services.tryon.features import Features
+from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import TryOnRunner
 from services.tryon.quota import QuotaPolicy
 from services.tryon.scheduler import TryOnScheduler
@@ -43,6 +45,8 @@ class BotServices:
     scheduler: TryOnScheduler
     runner: TryOnRunner
     quota: QuotaPolicy
+    garments: KeptGarments
+    features: Features
     # Languages chosen with /language, by user id (the user_prefs table, read at start):
     # the language is needed for every update, so it is not read from the database each time.
     languages: dict[int, str] = field(default_factory=dict)

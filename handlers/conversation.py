@@ -73,6 +73,7 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
         top=draft.top,
         bottom=draft.bottom,
         request_message_id=draft.last_message_id,
+        keep=draft.keep,
     )
     drop_draft(context.user_data, chat.id)
     refused = await start_tryon(context, job)
@@ -203,11 +204,38 @@ async def on_skip(update: Update, context: Context) -> object:
         await say(update, context, context.t("cannot_skip_person", draft.lang))
         return None
     if step == BOTTOM and draft.top is None:
-        await say(update, context, context.t("cannot_skip_both", draft.lang), force_reply=True)
+        key = "cannot_skip_kept" if draft.keep == TOP else "cannot_skip_both"
+        await say(update, context, context.t(key, draft.lang), force_reply=True)
         return None
     message = update.effective_message
     if update.callback_query is None and message is not None and draft.last_message_id is None:
         draft.last_message_id = message.message_id  # e.g. after a migration: reply to /skip
+    draft.put(step, None)
+    return await advance(update, context, draft)
+
+
+async def on_keep(update: Update, context: Context) -> object:
+    """Keep mine: the person keeps their own top/bottom (found by the parsing model, which
+    starts at once in the background). At least one garment must be new."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+    draft = current_draft(update, context)
+    step = draft.next_step() if draft else None
+    if draft is None or step is None:
+        return await expired(update, context)
+    if step == PERSON:
+        await say(update, context, context.t("cannot_keep_person", draft.lang))
+        return None
+    if step == BOTTOM and draft.top is None:
+        key = "cannot_keep_both" if draft.keep == TOP else "cannot_keep_after_skip"
+        await say(update, context, context.t(key, draft.lang), force_reply=True)
+        return None
+    assert draft.person is not None
+    message = update.effective_message
+    if update.callback_query is None and message is not None and draft.last_message_id is None:
+        draft.last_message_id = message.message_id
+    context.services.garments.prepare_keep(draft.person, step)
+    draft.keep = step
     draft.put(step, None)
     return await advance(update, context, draft)
 
@@ -317,6 +345,10 @@ def build_conversation() -> ConversationHandler[Any]:
         CommandHandler("skip", on_skip, filters=only_messages, block=False),
         CallbackQueryHandler(on_skip, pattern=pattern(Action.SKIP), block=False),
     ]
+    keep = [
+        CommandHandler("keep", on_keep, filters=only_messages, block=False),
+        CallbackQueryHandler(on_keep, pattern=pattern(Action.KEEP), block=False),
+    ]
     with warnings.catch_warnings():
         # One flow per user and chat is the intent; per_message tracking is not wanted.
         warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
@@ -334,13 +366,14 @@ def build_conversation() -> ConversationHandler[Any]:
                 CallbackQueryHandler(on_me_delete, pattern=pattern(Action.ME_DELETE)),
             ],
             states={
-                PERSON: [*photo_step, *skip],
+                PERSON: [*photo_step, *skip, *keep],
                 TOP: [
                     *photo_step,
                     *skip,
+                    *keep,
                     CallbackQueryHandler(on_other_person, pattern=pattern(Action.OTHER_PERSON)),
                 ],
-                BOTTOM: [*photo_step, *skip],
+                BOTTOM: [*photo_step, *skip, *keep],
                 CATEGORY: [
                     CallbackQueryHandler(
                         on_category, pattern=pattern(Action.CATEGORY), block=False

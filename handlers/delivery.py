@@ -23,7 +23,9 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden
 from handlers.gateway import TelegramGateway
 from handlers.keyboards import failure_markup, result_markup
 from handlers.texts import Texts
-from services.model import FailureKind, Job, JobState
+from services.model import FailureKind, Job, JobKind, JobState
+from services.tryon.features import Features
+from services.tryon.hd import can_refine
 from services.tryon.ports import Receipt, Stage, Undeliverable
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,14 @@ def status_text(
 ) -> str:
     line = texts.get(lang, f"stage_{stage.value}", position=position or 1)
     return f"{line}\n{elapsed_text(texts, lang, elapsed)}"
+
+
+def result_caption(texts: Texts, job: Job) -> str:
+    """The result's caption; says so when a kept garment was not found (the model picked)."""
+    caption = texts.get(job.lang, "result_caption")
+    if job.kept_missing:
+        caption = f"{texts.get(job.lang, f'kept_missing_{job.keep}')}\n\n{caption}"
+    return caption
 
 
 def failure_text(texts: Texts, lang: str, kind: FailureKind) -> str:
@@ -114,11 +124,16 @@ class StatusTicker:
 
 class TelegramNotifier:
     def __init__(
-        self, gateway: TelegramGateway, texts: Texts, config: StatusConfig = StatusConfig()
+        self,
+        gateway: TelegramGateway,
+        texts: Texts,
+        config: StatusConfig = StatusConfig(),
+        features: Features | None = None,
     ) -> None:
         self.gateway = gateway
         self.texts = texts
         self.config = config
+        self.features = features or Features()
         self._tickers: dict[str, StatusTicker] = {}
 
     async def started(self, job: Job) -> Receipt:
@@ -137,8 +152,11 @@ class TelegramNotifier:
         ticker.set(job, stage, position)
 
     async def deliver(self, job: Job, image: bytes) -> Receipt:
-        caption = self.texts.get(job.lang, "result_caption")
+        if job.kind is JobKind.REFINE:
+            return await self._deliver_hd(job, image)
+        caption = result_caption(self.texts, job)
         as_document = not fits_send_photo(image)
+        hd = self.features.hd and can_refine(job)
         try:
             return await self._to_chat(
                 job,
@@ -148,12 +166,32 @@ class TelegramNotifier:
                     caption,
                     thread_id=j.thread_id,
                     reply_to=j.request_message_id,
-                    markup=result_markup(self.texts, j.lang, j.id, j.user_id),
+                    markup=result_markup(self.texts, j.lang, j.id, j.user_id, hd=hd),
                     as_document=as_document,
                 ),
             )
         except (BadRequest, Forbidden) as error:
             log.error("job %s: result undeliverable: %s", job.id, error)
+            raise Undeliverable(str(error)) from error
+
+    async def _deliver_hd(self, job: Job, image: bytes) -> Receipt:
+        """HD comes as a document (every pixel), replying to the result it refines."""
+        try:
+            return await self._to_chat(
+                job,
+                lambda j: self.gateway.send_image(
+                    j.chat_id,
+                    image,
+                    self.texts.get(j.lang, "hd_caption"),
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=None,
+                    as_document=True,
+                    filename="tryon-hd.jpg",
+                ),
+            )
+        except (BadRequest, Forbidden) as error:
+            log.error("job %s: HD result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:

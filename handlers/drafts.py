@@ -25,6 +25,7 @@ class Draft:
     from_profile: bool = False  # the person photo is the user's saved /me photo
     pending_garment: InputImage | None = None  # "try this on": kind not chosen yet
     last_message_id: int | None = None  # the result replies to the user's last input
+    keep: str | None = None  # the garment step where the person keeps their own
     updated_at: float = field(default_factory=time.time)
 
     def next_step(self) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.texts import Texts
-from services.model import SLOTS, FailureKind
+from services.model import GENDERS, SLOTS, FailureKind
 
 # The conversation's photo steps are the job's input slots, in order.
 PERSON, TOP, BOTTOM = SLOTS
@@ -32,6 +32,12 @@ class Action(enum.StrEnum):
     ME_SET = "meset"
     ME_DELETE = "medel"
     LANGUAGE = "lang"  # /language: the argument is the chosen language's code
+    KEEP = "keep"  # keep the person's own top/bottom at this step
+    TAKE = "take"  # another take: the same inputs again, a new task
+    TAKE_SURE = "takey"  # …confirmed, when few try-ons are left today
+    HD = "hd"  # refine a result (aitryon-refiner)
+    HD_SURE = "hdy"  # …confirmed, when few try-ons are left today
+    GENDER = "gender"  # argument "<woman|man>-<job id or ->": for HD, kept in the profile
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,26 @@ def button(texts: Texts, lang: str, label: str, data: str) -> InlineKeyboardButt
 
 
 def step_markup(
-    texts: Texts, lang: str, step: str, owner: int, *, from_profile: bool
+    texts: Texts,
+    lang: str,
+    step: str,
+    owner: int,
+    *,
+    from_profile: bool,
+    after_top: bool = False,
 ) -> InlineKeyboardMarkup:
-    row = []
+    """The three ways on at a garment step: a photo (typed), keep mine, or the model picks
+    (at step 3 after a top, also the choice for a dress)."""
+    rows = []
     if step in (TOP, BOTTOM):
-        row.append(button(texts, lang, "btn_skip", callback(Action.SKIP, owner)))
-    row.append(button(texts, lang, "btn_cancel", callback(Action.CANCEL, owner)))
-    rows = [row]
+        skip = "btn_skip_dress" if step == BOTTOM and after_top else f"btn_skip_{step}"
+        rows.append(
+            [
+                button(texts, lang, f"btn_keep_{step}", callback(Action.KEEP, owner)),
+                button(texts, lang, skip, callback(Action.SKIP, owner)),
+            ]
+        )
+    rows.append([button(texts, lang, "btn_cancel", callback(Action.CANCEL, owner))])
     if step == TOP and from_profile:
         rows.insert(0, other_person_row(texts, lang, owner))
     return InlineKeyboardMarkup(rows)
@@ -91,26 +110,59 @@ def category_markup(texts: Texts, lang: str, owner: int) -> InlineKeyboardMarkup
     return InlineKeyboardMarkup([kinds, [cancel]])
 
 
-def profile_markup(texts: Texts, lang: str, owner: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [
+def profile_markup(
+    texts: Texts, lang: str, owner: int, *, photo: bool = True
+) -> InlineKeyboardMarkup:
+    rows = []
+    if photo:
+        rows.append(
             [
                 button(texts, lang, "btn_me_replace", callback(Action.ME_SET, owner)),
                 button(texts, lang, "btn_me_delete", callback(Action.ME_DELETE, owner)),
             ]
-        ]
-    )
+        )
+    rows.append(gender_row(texts, lang, owner))
+    return InlineKeyboardMarkup(rows)
 
 
-def result_markup(texts: Texts, lang: str, job_id: str, owner: int) -> InlineKeyboardMarkup:
+def gender_row(
+    texts: Texts, lang: str, owner: int, job_id: str = "-"
+) -> list[InlineKeyboardButton]:
+    return [
+        button(
+            texts,
+            lang,
+            f"btn_gender_{gender}",
+            callback(Action.GENDER, owner, f"{gender}-{job_id}"),
+        )
+        for gender in GENDERS
+    ]
+
+
+def result_markup(
+    texts: Texts, lang: str, job_id: str, owner: int, *, hd: bool = False
+) -> InlineKeyboardMarkup:
+    second = [button(texts, lang, "btn_take", callback(Action.TAKE, owner, job_id))]
+    if hd:
+        second.append(button(texts, lang, "btn_hd", callback(Action.HD, owner, job_id)))
     return InlineKeyboardMarkup(
         [
             [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
+            second,
             [
                 button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
                 button(texts, lang, "btn_new", callback(Action.NEW, owner)),
             ],
         ]
+    )
+
+
+def confirm_markup(
+    texts: Texts, lang: str, action: Action, job_id: str, owner: int
+) -> InlineKeyboardMarkup:
+    """ "Yes, go" for a paid action when few try-ons are left today."""
+    return InlineKeyboardMarkup(
+        [[button(texts, lang, "btn_confirm", callback(action, owner, job_id))]]
     )
 
 

@@ -1,4 +1,5 @@
-"""/me: the user's saved person photo, so /tryon can skip step 1."""
+"""/me: the user's saved person photo, so /tryon can skip step 1; and the gender HD uses
+(shown, with buttons to change it)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ async def on_me(update: Update, context: Context) -> object:
     profile = await context.services.profiles.get(user.id)
     if profile is None:
         return await ask_me_photo(update, context)
+    gender = await context.services.profiles.gender(user.id)
+    gender_line = (
+        context.t("me_gender", gender=context.t(f"gender_{gender}"))
+        if gender
+        else context.t("me_gender_unset")
+    )
     await context.services.gateway.send_image(
         chat.id,
         profile.file_id,
-        context.t("me_current"),
+        f"{context.t('me_current')}\n{gender_line}",
         thread_id=thread_of(message),
         # In groups, show whose photo it is.
         reply_to=message.message_id if message is not None and is_group(update) else None,
@@ -41,7 +48,11 @@ async def ask_me_photo(update: Update, context: Context) -> object:
         await update.callback_query.answer()
     draft = Draft(lang=context.lang, thread_id=thread_of(update.effective_message))
     save_draft(context.user_data, chat.id, draft)
-    await say(update, context, context.t("ask_me"), force_reply=True)
+    user = update.effective_user
+    markup = None
+    if user is not None and not is_group(update):  # in groups the prompt is a ForceReply
+        markup = profile_markup(context.texts, context.lang, user.id, photo=False)
+    await say(update, context, context.t("ask_me"), force_reply=True, markup=markup)
     return ME
 
 
@@ -62,7 +73,7 @@ async def on_me_delete(update: Update, context: Context) -> object:
     query = update.callback_query
     assert query is not None
     await query.answer()
-    await context.services.profiles.delete(query.from_user.id)
+    await context.services.profiles.delete_photo(query.from_user.id)
     if isinstance(query.message, Message):
         await context.services.gateway.edit_caption(query.message, context.t("me_deleted"))
     return END

@@ -23,7 +23,14 @@ async def ask(update: Update, context: Context, draft: Draft, step: str, note: s
     texts = context.texts
     markup, reply_to = None, None
     if not is_group(update):
-        markup = step_markup(texts, draft.lang, step, user.id, from_profile=draft.from_profile)
+        markup = step_markup(
+            texts,
+            draft.lang,
+            step,
+            user.id,
+            from_profile=draft.from_profile,
+            after_top=draft.top is not None,
+        )
     elif update.callback_query is not None:
         reply_to = draft.last_message_id  # after a button, reply to the user's last message
     if is_group(update) and step == TOP and draft.from_profile:

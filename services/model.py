@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 
@@ -38,6 +38,14 @@ BILLABLE_STATES = (
     JobState.DELIVERED,
 )
 SLOTS = ("person", "top", "bottom")
+GARMENT_SLOTS = ("top", "bottom")
+CROP_LIFETIME = 24 * 3600.0  # aitryon-parsing-v1 crop URLs (and try-on results) last 24 h
+GENDERS = ("woman", "man")  # aitryon-refiner's parameters.gender
+
+
+class JobKind(enum.StrEnum):
+    TRYON = "tryon"  # aitryon(-plus): person + garments → picture
+    REFINE = "refine"  # aitryon-refiner: a try-on's inputs + its result → the HD picture
 
 
 class FailureKind(enum.StrEnum):
@@ -67,6 +75,8 @@ class FailureKind(enum.StrEnum):
     IMAGE_CORRUPT = "image_corrupt"
     IMAGE_TOO_SMALL = "image_too_small"
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
+    HD_EXPIRED = "hd_expired"  # HD asked for a try-on whose result is gone (24 h)
+    HD_UNSUPPORTED = "hd_unsupported"  # the try-on was not made at full resolution/face
 
     @classmethod
     def parse(cls, value: str | None) -> FailureKind:
@@ -137,6 +147,19 @@ class Job:
     submitted_at: float | None = None
     finished_at: float | None = None
     delivered_at: float | None = None
+    kind: JobKind = JobKind.TRYON
+    # "Keep mine": the garment slot ("top"/"bottom") the person's own garment fills, found
+    # by aitryon-parsing-v1. kept_at is when it was parsed (None: not yet); kept_url is the
+    # crop (None once parsed: nothing of that kind found, the model picks).
+    keep: str | None = None
+    kept_url: str | None = None
+    kept_at: float | None = None
+    # Made with resolution=-1, restore_face=true, as aitryon-refiner requires.
+    refinable: bool = False
+    # A refine job: the try-on's result URL and the person's gender; source = that try-on.
+    coarse_url: str | None = None
+    gender: str | None = None
+    source_id: str | None = None
 
     def image(self, slot: str) -> InputImage | None:
         image: InputImage | None = getattr(self, slot)
@@ -144,6 +167,21 @@ class Job:
 
     def inputs(self) -> dict[str, InputImage]:
         return {slot: img for slot in SLOTS if (img := self.image(slot)) is not None}
+
+    def kept_crop(self, now: float) -> str | None:
+        """The kept garment's crop URL while it is valid (None: not parsed, none, expired)."""
+        if self.kept_url is None or self.kept_at is None:
+            return None
+        return self.kept_url if self.kept_at + CROP_LIFETIME > now else None
+
+    @property
+    def kept_missing(self) -> bool:
+        """Parsed, and the person wears no garment of the kept kind: the model picked one."""
+        return self.keep is not None and self.kept_at is not None and self.kept_url is None
+
+    def has_top(self) -> bool:
+        """A top went into the try-on (sent, or the person's own): the refiner needs one."""
+        return self.top is not None or (self.keep == "top" and self.kept_url is not None)
 
     @property
     def failure(self) -> FailureKind | None:
@@ -162,7 +200,18 @@ class Job:
             top=self.top,
             bottom=self.bottom,
             request_message_id=self.request_message_id,
+            kind=self.kind,
+            keep=self.keep,
+            kept_url=self.kept_url,
+            kept_at=self.kept_at,
+            coarse_url=self.coarse_url,
+            gender=self.gender,
+            source_id=self.source_id,
         )
+
+    def another_take(self) -> Job:
+        """The "Another take" button: the same inputs as a new task, replying to this result."""
+        return replace(self.rerun(), request_message_id=self.result_message_id)
 
 
 def utc_day(timestamp: float) -> str:

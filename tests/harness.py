@@ -71,6 +71,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRYON_USER_DAILY_LIMIT": str(settings.user_daily_limit),
         "TRYON_DAILY_BUDGET": str(settings.daily_budget),
         "TRYON_LOG_LEVEL": "INFO",
+        "TRYON_HD": "on" if settings.hd else "off",
     }
     if settings.allowed_chats:
         env["TRYON_ALLOWED_CHATS"] = ",".join(map(str, settings.allowed_chats))

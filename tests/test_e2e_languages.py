@@ -48,7 +48,7 @@ async def full_try_on(tg: FakeTelegram, user: Actor, lang: str) -> None:
     assert labels(prompt) == [text("btn_cancel")]
     prompt = await user.photo(jpeg(seed=1))
     assert prompt.body == text("ask_top")
-    assert labels(prompt) == [text("btn_skip"), text("btn_cancel")]
+    assert labels(prompt) == [text("btn_keep_top"), text("btn_skip_top"), text("btn_cancel")]
     prompt = await user.photo(jpeg(seed=2))
     assert prompt.body == text("ask_bottom")
     since = len(tg.sent)
@@ -58,7 +58,9 @@ async def full_try_on(tg: FakeTelegram, user: Actor, lang: str) -> None:
     assert status.body == f"{text('stage_preparing')}\n{elapsed}"
     result = await user.result(since)
     assert result.caption == text("result_caption")
-    assert labels(result) == [text("btn_full_size"), text("btn_again"), text("btn_new")]
+    assert labels(result) == [
+        text(key) for key in ("btn_full_size", "btn_take", "btn_hd", "btn_again", "btn_new")
+    ]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

@@ -96,7 +96,7 @@ async def test_buttons_are_twins_of_the_commands(
     ann = Actor(tg, 1005)
     await ann.command("tryon")
     step2 = await ann.photo()
-    step3 = await ann.press(step2, "Skip")
+    step3 = await ann.press(step2, "AI picks")
     assert "Step 3" in step3.body
     canceled = await ann.press(step3, "Cancel")
     assert "canceled" in canceled.body.lower()

@@ -18,9 +18,11 @@ from services.images.intake import ImageIntake
 from services.images.normalize import ImageLimits, ImageRejected, RejectReason
 from services.model import FailureKind, InputImage, Job, JobState, new_job_id
 from services.retry import RetryPolicy
+from services.storage.crops import CropStore
 from services.storage.database import Database
 from services.storage.jobs import JobStore
 from services.storage.uploads import UploadCache
+from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import CancelOutcome, RunnerConfig, TryOnRunner
 from services.tryon.ports import FileUnavailable, Receipt, Stage, Undeliverable
 from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
@@ -158,6 +160,7 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             scheduler=TryOnScheduler(SchedulerLimits(max_concurrent=max_concurrent)),
             notifier=notifier,
             config=RunnerConfig(**{"poll_interval": 0.02, **config}),
+            garments=KeptGarments(intake, client, CropStore(db)),
         )
         opened.append((runner, db, http))
         return Rig(runner, store, notifier, files, ds, db)

@@ -20,6 +20,12 @@ def test_defaults_match_the_readme() -> None:
     assert (s.max_concurrent, s.query_qps, s.user_daily_limit, s.daily_budget) == (5, 15, 20, 0)
     assert s.allowed_chats == frozenset()
     assert s.retention_days == 30
+    assert s.hd is True
+
+
+def test_hd_can_be_turned_off() -> None:
+    assert load_settings({**BASE, "TRYON_HD": "off"}, env_file=None).hd is False
+    assert load_settings({**BASE, "TRYON_HD": "ON"}, env_file=None).hd is True
 
 
 def test_secrets_are_not_in_the_repr() -> None:
@@ -39,6 +45,7 @@ def test_secrets_are_not_in_the_repr() -> None:
         ({**BASE, "TELEGRAM_API_BASE_URL": "ftp://x"}, "TELEGRAM_API_BASE_URL"),
         ({**BASE, "TRYON_ALLOWED_CHATS": "1,abc"}, "TRYON_ALLOWED_CHATS"),
         ({**BASE, "TRYON_RETENTION_DAYS": "0"}, "TRYON_RETENTION_DAYS"),
+        ({**BASE, "TRYON_HD": "maybe"}, "TRYON_HD"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

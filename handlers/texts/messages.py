@@ -57,9 +57,13 @@ message(
     """👗 Virtual try-on
 
 1. Send a photo of one person, whole body, facing the camera.
-2. Send the top (shirt, jacket…), or /skip.
-3. Send the bottom (trousers, skirt…), or /skip.
-A dress goes in as the top; then /skip the bottom.
+2. Send the top (shirt, jacket…); or /keep to keep the top you're wearing; or /skip \
+to let the AI pick one.
+3. Send the bottom (trousers, skirt…); or /keep, or /skip, the same way.
+A dress goes in as the top; then /skip the bottom. At least one garment must be new.
+
+Under a result: 🎲 Another take (the same photos, a new picture) and ✨ HD (a sharper, \
+full-quality version). Each counts as a try-on.
 
 Clear photos of the garment alone on a plain background work best. Photos or image files \
 (JPEG, PNG, WEBP, BMP, HEIC) up to 20 MB. A try-on takes about 15–30 seconds.
@@ -78,10 +82,15 @@ message(
     "ask_person",
     "📸 Step 1 of 3: send a photo of the person: one whole person, front view, clear light.",
 )
-message("ask_top", "👕 Step 2 of 3: send the top garment (a dress counts as a top), or /skip.")
+message(
+    "ask_top",
+    "👕 Step 2 of 3: send the top garment (a dress counts as a top), /keep to keep the top "
+    "you're wearing, or /skip to let the AI pick one.",
+)
 message(
     "ask_bottom",
-    "👖 Step 3 of 3: send the bottom garment, or /skip. If you sent a dress, just /skip.",
+    "👖 Step 3 of 3: send the bottom garment, /keep to keep the bottom you're wearing, or "
+    "/skip to let the AI pick one. If you sent a dress, just /skip.",
 )
 message("ask_category", "What is this garment?")
 message(
@@ -318,3 +327,64 @@ message("cmd_cancel", "Stop the current step or try-on")
 message("cmd_help", "How it works")
 message("cmd_language", "Change the language")
 message("cmd_forget", "Delete everything the bot keeps about you")
+
+
+# ---- keep my own garment, another take, HD -----------------------------------------------
+
+message("btn_keep_top", "👕 Keep my top")
+message("btn_keep_bottom", "👖 Keep my bottom")
+# Translators: the AI (the try-on model) chooses the garment.
+message("btn_skip_top", "🎲 AI picks")
+message("btn_skip_bottom", "🎲 AI picks")
+message("btn_skip_dress", "🎲 AI picks / it's a dress")
+message(
+    "cannot_keep_person", "Send the person photo first; then you can keep what they're wearing."
+)
+message(
+    "cannot_keep_both",
+    "You're keeping your own top, so I need a new bottom garment: send its photo. (Or /cancel.)",
+)
+message(
+    "cannot_keep_after_skip",
+    "You left the top to the AI, so I need a new bottom garment: send its photo. (Or /cancel.)",
+)
+message(
+    "cannot_skip_kept",
+    "You're keeping your own top, so I need a new bottom garment: send its photo. (Or /cancel.)",
+)
+message("kept_missing_top", "I couldn't see a top on you, so the model picked one.")
+message("kept_missing_bottom", "I couldn't see a bottom on you, so the model picked one.")
+message("btn_take", "🎲 Another take")
+message("btn_hd", "✨ HD")
+message("btn_confirm", "✅ Yes, go ahead")
+message("btn_gender_woman", "Woman")
+message("btn_gender_man", "Man")
+message(
+    "ask_gender",
+    "✨ For HD I need to know: is the person a woman or a man? "
+    "I'll remember it (change it in /me).",
+)
+# Translators: {gender} is the word of gender_woman or gender_man.
+message("gender_saved", "Saved: {gender}. HD uses it from now on.")
+message("gender_woman", "woman")
+message("gender_man", "man")
+message("me_gender", "For HD: {gender}.")
+message("me_gender_unset", "For HD: not set yet.")
+plural(
+    "paid_confirm",
+    "This counts as one of your try-ons: {n} left today after it. Go ahead?",
+    "This counts as one of your try-ons: {n} left today after it. Go ahead?",
+)
+message("hd_off", "HD isn't available on this bot right now.")
+message("hd_caption", "✨ HD version, full quality.")
+message("take_unavailable", "This try-on can't be taken again. Send /tryon to start a new one.")
+message(
+    "fail_hd_expired",
+    "⌛ HD is no longer possible for this picture: results are kept for 24 hours. "
+    "Run the try-on again, then tap ✨ HD.",
+)
+message(
+    "fail_hd_unsupported",
+    "HD isn't possible for this picture: it needs a try-on with a top, made at full "
+    "resolution. Run a new try-on, then tap ✨ HD.",
+)

@@ -34,6 +34,7 @@ from services.dashscope.models import (
     TaskState,
     UploadPolicy,
     json_error,
+    parse_crop,
     parse_policy,
     parse_task,
     request_id,
@@ -47,6 +48,13 @@ from services.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 SUBMIT_PATH = "/services/aigc/image2image/image-synthesis"
+PARSING_PATH = "/services/vision/image-process/process"
+PARSING_MODEL = "aitryon-parsing-v1"
+REFINER_MODEL = "aitryon-refiner"
+# Sent with every try-on: the original size and the person's own face. aitryon-refiner
+# (HD) only accepts results made this way (dashscope-api.md §7).
+TRYON_PARAMETERS: dict[str, object] = {"resolution": -1, "restore_face": True}
+CLOTHES_TYPE = {"top": "upper", "bottom": "lower"}
 MISSING_GARMENT = (
     "Missing clothing image.Please input at least one top garment or bottom garment image."
 )
@@ -67,6 +75,7 @@ class DashScopeClient:
         submit_limiter: SlidingWindowLimiter | None = None,
         query_limiter: SlidingWindowLimiter | None = None,
         submit_session: aiohttp.ClientSession | None = None,
+        parse_limiter: SlidingWindowLimiter | None = None,
     ) -> None:
         self._session = session
         # Submits are never resent once on the wire, so they should not ride a pooled
@@ -79,9 +88,16 @@ class DashScopeClient:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._submit_limiter = submit_limiter
         self._query_limiter = query_limiter
+        self._parse_limiter = parse_limiter
 
-    async def get_upload_policy(self) -> UploadPolicy:
-        url = URL(self._base + "/uploads").with_query(action="getPolicy", model=self.model)
+    @property
+    def refinable(self) -> bool:
+        """Whether try-ons are submitted the way aitryon-refiner requires."""
+        return TRYON_PARAMETERS == {"resolution": -1, "restore_face": True}
+
+    async def get_upload_policy(self, model: str | None = None) -> UploadPolicy:
+        """An upload credential; files uploaded with it are only usable by `model`."""
+        url = URL(self._base + "/uploads").with_query(action="getPolicy", model=model or self.model)
         obtained_at = time.monotonic()
         reply = await self._call("policy", "GET", url, headers=self._auth())
         return parse_policy(reply, obtained_at)
@@ -108,13 +124,56 @@ class DashScopeClient:
             inputs["top_garment_url"] = top_url
         if bottom_url:
             inputs["bottom_garment_url"] = bottom_url
-        payload = json.dumps(
+        return await self._create_task(
+            {"model": self.model, "input": inputs, "parameters": dict(TRYON_PARAMETERS)}
+        )
+
+    async def submit_refine(
+        self,
+        person_url: str,
+        top_url: str,
+        bottom_url: str | None,
+        coarse_url: str,
+        gender: str,
+    ) -> TaskState:
+        """Creates an aitryon-refiner task (HD) for a try-on's result; same task API."""
+        inputs = {
+            "person_image_url": person_url,
+            "top_garment_url": top_url,
+            "coarse_image_url": coarse_url,
+        }
+        if bottom_url:
+            inputs["bottom_garment_url"] = bottom_url
+        return await self._create_task(
+            {"model": REFINER_MODEL, "input": inputs, "parameters": {"gender": gender}}
+        )
+
+    async def parse(self, image_url: str, slot: str) -> str | None:
+        """aitryon-parsing-v1 (synchronous): the crop of the person's garment in `slot`
+        ("top"/"bottom"), or None when the person wears none of that kind."""
+        body = json.dumps(
             {
-                "model": self.model,
-                "input": inputs,
-                "parameters": {"resolution": -1, "restore_face": True},
+                "model": PARSING_MODEL,
+                "input": {"image_url": image_url},
+                "parameters": {"clothes_type": [CLOTHES_TYPE[slot]]},
             }
         ).encode()
+        headers = {**self._auth(), "Content-Type": "application/json"}
+        if image_url.startswith("oss://"):
+            headers["X-DashScope-OssResourceResolve"] = "enable"
+        reply = await self._call(
+            "parsing",
+            "POST",
+            URL(self._base + PARSING_PATH),
+            headers=headers,
+            body=lambda: body,
+            limiter=self._parse_limiter,
+        )
+        return parse_crop(reply)
+
+    async def _create_task(self, body: dict[str, Any]) -> TaskState:
+        inputs: dict[str, str] = body["input"]
+        payload = json.dumps(body).encode()
         headers = {
             **self._auth(),
             "Content-Type": "application/json",

@@ -227,3 +227,13 @@ def parse_task(reply: Reply, task_id: str) -> TaskState:
         message=opt_str(output.get("message")),
         request_id=opt_str(body.get("request_id")),
     )
+
+
+def parse_crop(reply: Reply) -> str | None:
+    """aitryon-parsing-v1's answer for one clothes_type: the crop URL, None when absent."""
+    body = reply.json_object() or {}
+    output = body.get("output")
+    crops = output.get("crop_img_url") if isinstance(output, dict) else None
+    if not isinstance(crops, list) or len(crops) != 1:
+        raise reply.malformed("no output.crop_img_url")
+    return opt_str(crops[0])

@@ -8,6 +8,10 @@ Two entry points, one per side of the try-on:
   (single flight per Telegram file), reuses an upload made for the same file and model,
   or does the whole download → check → upload itself (after a restart, or when an
   upload aged while the job waited in line).
+
+Uploads are bound to a model (a file uploaded for aitryon-plus is refused by the parsing
+model and the refiner): `ensure_uploaded(image, model=…)` uploads for another model than
+the try-on's, with its own credential, single flight and cache entries.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import collections
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -40,7 +45,7 @@ log = logging.getLogger(__name__)
 
 UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
 UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
-RECENT_UPLOADS = 1000
+RECENT_UPLOADS = 256
 
 
 class DecodeBudget:
@@ -100,15 +105,16 @@ class DecodeBudget:
 class PolicyCache:
     """One upload credential shared by all uploads while it is valid (keys are unique)."""
 
-    def __init__(self, client: DashScopeClient) -> None:
+    def __init__(self, client: DashScopeClient, model: str | None = None) -> None:
         self._client = client
+        self._model = model
         self._policy: UploadPolicy | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> UploadPolicy:
         async with self._lock:
             if self._policy is None or not self._policy.valid_for(30.0):
-                self._policy = await self._client.get_upload_policy()
+                self._policy = await self._client.get_upload_policy(self._model)
             return self._policy
 
     def discard(self, policy: UploadPolicy) -> None:
@@ -134,17 +140,17 @@ class ImageIntake:
         self._uploads = uploads
         self._model = model
         self._limits = limits
-        self._policies = PolicyCache(client)
+        self._policies = {model: PolicyCache(client, model)}
         # Bounds the images held in memory at once (download + decode), whatever the load:
         # at most decode_slots downloaded files, and decoding within the byte budget (by
         # default what one image may take at most, so two big ones take turns).
         self._decode_gate = asyncio.Semaphore(decode_slots)
         self.budget = DecodeBudget(decode_budget or limits.max_decoded_bytes)
-        self._in_flight: dict[str, asyncio.Future[InputImage]] = {}
-        # Uploads just made, by Telegram file: what the uploads table holds, without a
-        # read that could miss one finishing at this very moment.
-        self._recent: dict[str, InputImage] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Future[InputImage]] = {}
         self._background: set[asyncio.Task[InputImage]] = set()
+        # The last uploads made here: a caller that missed the cache while an upload was
+        # finishing (and so found it no longer in flight) still gets it, not a second one.
+        self._recent: OrderedDict[tuple[str, str], InputImage] = OrderedDict()
         self._clock = clock
 
     def usable(self, image: InputImage) -> bool:
@@ -167,28 +173,21 @@ class ImageIntake:
         checked = await self._check(image)
         # Another member's copy of this file may have been uploaded while this one was
         # being checked: upload once.
-        if (recent := self._recent_upload(image)) is not None:
-            return recent
+        recent = self._recent.get((self._model, image.unique_id))
+        if recent is not None and self.usable(recent):
+            return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
         self._upload_in_background(image, checked)
         return image
 
-    async def _reuse(self, image: InputImage) -> InputImage | None:
+    async def _reuse(self, image: InputImage, model: str | None = None) -> InputImage | None:
         """The image with its upload, when this Telegram file was already uploaded (and so
         checked) for the model and the upload is still good: nothing to download."""
         if self.usable(image):
             return image
-        if (recent := self._recent_upload(image)) is not None:
-            return recent
         cached = await self._uploads.get(
-            self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
+            model or self._model, image.unique_id, self._clock() + UPLOAD_MARGIN
         )
         return replace(image, url=cached[0], url_expires_at=cached[1]) if cached else None
-
-    def _recent_upload(self, image: InputImage) -> InputImage | None:
-        recent = self._recent.get(image.unique_id)
-        if recent is None or not self.usable(recent):
-            return None
-        return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
 
     async def _check(self, image: InputImage) -> NormalizedImage:
         """Downloads and checks one image; raises ImageRejected with a reason to show."""
@@ -214,9 +213,10 @@ class ImageIntake:
             work.exception()  # mark retrieved: the checker, if still waiting, re-raises it
 
     def _upload_in_background(self, image: InputImage, checked: NormalizedImage) -> None:
-        if image.unique_id in self._in_flight:
+        key = (self._model, image.unique_id)
+        if key in self._in_flight:
             return
-        task = asyncio.create_task(self._single_flight(image, self._upload_checked(image, checked)))
+        task = asyncio.create_task(self._single_flight(key, self._upload_checked(image, checked)))
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -231,15 +231,19 @@ class ImageIntake:
         if self._background:
             await asyncio.wait(list(self._background))
 
-    async def ensure_uploaded(self, image: InputImage) -> InputImage:
-        """Returns the image with a usable oss:// URL; raises ImageRejected or DashScopeError."""
+    async def ensure_uploaded(self, image: InputImage, model: str | None = None) -> InputImage:
+        """Returns the image with a usable oss:// URL for `model` (the try-on's by default;
+        the image's own URL must be one made for that model); raises ImageRejected or
+        DashScopeError."""
+        model = model or self._model
         if self.usable(image):
             return image
-        reused = await self._reuse(image)
+        reused = await self._reuse(image, model)
         if reused is not None:
             return reused
+        key = (model, image.unique_id)
         # Single flight: ten group members trying on one garment upload it once.
-        while (pending := self._in_flight.get(image.unique_id)) is not None:
+        while (pending := self._in_flight.get(key)) is not None:
             try:
                 shared = await asyncio.shield(pending)
             except asyncio.CancelledError:
@@ -249,18 +253,21 @@ class ImageIntake:
             except (DashScopeError, ImageRejected):
                 break  # a background upload failed: try again here
             return replace(image, url=shared.url, url_expires_at=shared.url_expires_at)
-        # One may have finished while the uploads table was being read.
-        return self._recent_upload(image) or await self._single_flight(
-            image, self._download_check_upload(image)
-        )
+        recent = self._recent.get(key)
+        if recent is not None and self.usable(recent):
+            return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
+        return await self._single_flight(key, self._download_check_upload(image, model))
 
     async def _single_flight(
-        self, image: InputImage, work: Coroutine[Any, Any, InputImage]
+        self, key: tuple[str, str], work: Coroutine[Any, Any, InputImage]
     ) -> InputImage:
         future: asyncio.Future[InputImage] = asyncio.get_running_loop().create_future()
-        self._in_flight[image.unique_id] = future
+        self._in_flight[key] = future
         try:
             prepared = await work
+            self._recent[key] = prepared
+            if len(self._recent) > RECENT_UPLOADS:
+                self._recent.popitem(last=False)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -269,30 +276,33 @@ class ImageIntake:
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
-            del self._in_flight[image.unique_id]
-        self._recent[image.unique_id] = prepared
-        while len(self._recent) > RECENT_UPLOADS:
-            del self._recent[next(iter(self._recent))]
+            del self._in_flight[key]
         future.set_result(prepared)
         return prepared
 
-    async def _download_check_upload(self, image: InputImage) -> InputImage:
-        return await self._upload_checked(image, await self._check(image))
+    async def _download_check_upload(self, image: InputImage, model: str) -> InputImage:
+        return await self._upload_checked(image, await self._check(image), model)
 
-    async def _upload_checked(self, image: InputImage, checked: NormalizedImage) -> InputImage:
+    async def _upload_checked(
+        self, image: InputImage, checked: NormalizedImage, model: str | None = None
+    ) -> InputImage:
+        model = model or self._model
         started = self._clock()
-        url = await self._upload(checked.data)
+        url = await self._upload(checked.data, model)
         expires = started + UPLOAD_LIFETIME
-        await self._uploads.remember(self._model, image.unique_id, url, expires)
+        await self._uploads.remember(model, image.unique_id, url, expires)
         return replace(image, url=url, url_expires_at=expires)
 
-    async def _upload(self, data: bytes) -> str:
-        policy = await self._policies.get()
+    async def _upload(self, data: bytes, model: str) -> str:
+        policies = self._policies.get(model)
+        if policies is None:
+            policies = self._policies[model] = PolicyCache(self._client, model)
+        policy = await policies.get()
         try:
             url = await self._client.upload(policy, data, "image.jpg")
         except DashScopeError as error:
             if error.kind is not ErrorKind.POLICY_EXPIRED:
                 raise
-            self._policies.discard(policy)
-            url = await self._client.upload(await self._policies.get(), data, "image.jpg")
+            policies.discard(policy)
+            url = await self._client.upload(await policies.get(), data, "image.jpg")
         return url

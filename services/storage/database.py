@@ -116,6 +116,25 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     """
     + ledger.TRIGGERS,
+    # 4: keep my own garment (aitryon-parsing-v1), another take, HD (aitryon-refiner).
+    """
+    ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'tryon';
+    ALTER TABLE jobs ADD COLUMN keep TEXT;
+    ALTER TABLE jobs ADD COLUMN kept_url TEXT;
+    ALTER TABLE jobs ADD COLUMN kept_at REAL;
+    ALTER TABLE jobs ADD COLUMN refinable INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN coarse_url TEXT;
+    ALTER TABLE jobs ADD COLUMN gender TEXT;
+    ALTER TABLE jobs ADD COLUMN source_id TEXT;
+    ALTER TABLE profiles ADD COLUMN gender TEXT;
+    CREATE TABLE crops (
+        file_unique_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        url TEXT,
+        made_at REAL NOT NULL,
+        PRIMARY KEY (file_unique_id, slot)
+    );
+    """,
 )
 LEDGER_VERSION = 3
 FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs

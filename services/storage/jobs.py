@@ -13,7 +13,14 @@ from typing import Any
 
 import aiosqlite
 
-from services.model import ACTIVE_STATES, InputImage, Job, JobState, utc_day
+from services.model import (
+    ACTIVE_STATES,
+    InputImage,
+    Job,
+    JobKind,
+    JobState,
+    utc_day,
+)
 from services.storage import ledger
 from services.storage.database import Database
 from services.storage.ledger import LedgerCounts
@@ -74,6 +81,14 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         delivered_at=row["delivered_at"],
+        kind=JobKind(row["kind"]),
+        keep=row["keep"],
+        kept_url=row["kept_url"],
+        kept_at=row["kept_at"],
+        refinable=bool(row["refinable"]),
+        coarse_url=row["coarse_url"],
+        gender=row["gender"],
+        source_id=row["source_id"],
     )
 
 
@@ -96,6 +111,14 @@ class JobStore:
             "day": utc_day(job.created_at),
             "created_at": job.created_at,
             "updated_at": job.created_at,
+            "kind": job.kind.value,
+            "keep": job.keep,
+            "kept_url": job.kept_url,
+            "kept_at": job.kept_at,
+            "refinable": int(job.refinable),
+            "coarse_url": job.coarse_url,
+            "gender": job.gender,
+            "source_id": job.source_id,
         }
         for slot, img in job.inputs().items():
             columns |= {

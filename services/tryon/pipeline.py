@@ -1,12 +1,17 @@
 """The try-on pipeline: one job from its inputs to the picture in the user's hands.
 
-    ensure uploaded → wait for a slot → submit → await the task → deliver
+    ensure uploaded → parse kept garments → wait for a slot → submit → await the task → deliver
 
 `TryOnRunner._execute` is that line, in that order. Each step records its outcome in
 the jobs table before the next one starts and skips itself when the job is already past
 it, so a restart resumes every job where it stopped, and a submit is never repeated
 silently. The outside world (Telegram, or a test) is reached only through the
 `Notifier` and `FileSource` ports (services/tryon/ports.py).
+
+A job is a try-on or, for HD, a refine (aitryon-refiner on a try-on's result): the same
+steps, with uploads for the refiner's model and another submit body. A try-on may keep
+the person's own top or bottom ("keep mine"): the parsing step finds it (its crop URL is
+stored on the job, so a restart does not parse again) and the submit sends it.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from services.dashscope import DashScopeClient, DashScopeError, SubmitOutcomeUnknown, TaskState
+from services.dashscope.client import REFINER_MODEL
 from services.images.intake import ImageIntake
 from services.images.normalize import ImageRejected
-from services.model import FailureKind, InputImage, Job, JobState
+from services.model import FailureKind, InputImage, Job, JobKind, JobState
 from services.storage.jobs import JobStore
 from services.tryon.failures import Failure, failure_of
+from services.tryon.features import Features
+from services.tryon.garments import CROP_MARGIN, KeptGarments
 from services.tryon.ports import FileUnavailable, Notifier, Receipt, Stage, Undeliverable
 from services.tryon.quota import Refusal
 from services.tryon.scheduler import TryOnScheduler
@@ -60,7 +68,11 @@ class TryOnRunner:
         notifier: Notifier,
         config: RunnerConfig = RunnerConfig(),
         clock: Callable[[], float] = time.time,
+        garments: KeptGarments | None = None,
+        features: Features | None = None,
     ) -> None:
+        self.garments = garments
+        self.features = features or Features()
         self.store = store
         self.intake = intake
         self.client = client
@@ -88,6 +100,8 @@ class TryOnRunner:
         day. Raises QueueFull when the user already has a running and a waiting try-on.
         The row is written before anything else: from then on a restart finds the try-on.
         """
+        if job.kind is JobKind.TRYON:  # what the submit will send decides if HD is possible
+            job = replace(job, refinable=self.client.refinable)
         async with self._admission:
             refusal = await admit() if admit is not None else None
             if refusal is not None:
@@ -135,6 +149,10 @@ class TryOnRunner:
             outcomes.append((job, await self._cancel(job)))
         return outcomes
 
+    def now(self) -> float:
+        """The runner's clock (expiry checks of results and crops use it)."""
+        return self._clock()
+
     async def full_size(self, job: Job) -> bytes:
         """The job's result as DashScope made it (raises DashScopeError once it expired)."""
         if job.result_url is None:
@@ -157,6 +175,7 @@ class TryOnRunner:
     async def _execute(self, job: Job) -> Job:
         """One job, step by step; each step returns at once if the job is past it."""
         job = await self._ensure_uploaded(job)
+        job = await self._parse_kept(job)
         async with self._slot(job):
             job = await self._submit(job)
             job = await self._await_task(job)
@@ -174,7 +193,9 @@ class TryOnRunner:
         if not slots:
             return job
         started = time.monotonic()
-        ready = await asyncio.gather(*(self.intake.ensure_uploaded(i) for i in slots.values()))
+        ready = await asyncio.gather(
+            *(self.intake.ensure_uploaded(i, job.model) for i in slots.values())
+        )
         for slot, image in zip(slots, ready, strict=True):
             assert image.url is not None and image.url_expires_at is not None
             job = await self.store.set_uploaded(job, slot, image.url, image.url_expires_at)
@@ -183,6 +204,20 @@ class TryOnRunner:
             "job %s: %d upload(s) ready in %.2f s", job.id, len(slots), time.monotonic() - started
         )
         return job
+
+    async def _parse_kept(self, job: Job) -> Job:
+        """Keep mine: the person's own garment for the kept slot (aitryon-parsing-v1),
+        usually found already in the background while the user chose the next step."""
+        if job.state is not JobState.QUEUED or job.kind is not JobKind.TRYON or not job.keep:
+            return job
+        if job.kept_missing or job.kept_crop(self._clock() + CROP_MARGIN) is not None:
+            return job
+        assert self.garments is not None, "keep mine needs the KeptGarments service"
+        self._stage(job, Stage.PREPARING)
+        url, made_at = await self.garments.crop(job.person, job.keep)
+        if url is None:
+            log.info("job %s: no %s to keep; the model picks one", job.id, job.keep)
+        return await self._save(job, kept_url=url, kept_at=made_at)
 
     @contextlib.asynccontextmanager
     async def _slot(self, job: Job) -> AsyncIterator[None]:
@@ -212,11 +247,7 @@ class TryOnRunner:
         job = await self._save(job, state=JobState.SUBMITTING, submit_intent_at=self._clock())
         started = time.monotonic()
         try:
-            task = await self.client.submit(
-                _url(job.person),
-                _url(job.top) if job.top else None,
-                _url(job.bottom) if job.bottom else None,
-            )
+            task = await self._send(job)
         except SubmitOutcomeUnknown:
             raise
         except DashScopeError as error:
@@ -238,6 +269,16 @@ class TryOnRunner:
             job.user_id,
         )
         return job
+
+    async def _send(self, job: Job) -> TaskState:
+        """The submit request: a try-on, or the refiner's (HD) with the try-on's result."""
+        top, bottom = _garment_url(job, "top"), _garment_url(job, "bottom")
+        if job.kind is JobKind.REFINE:
+            assert top is not None and job.coarse_url is not None and job.gender is not None
+            return await self.client.submit_refine(
+                _url(job.person), top, bottom, job.coarse_url, job.gender
+            )
+        return await self.client.submit(_url(job.person), top, bottom)
 
     async def _await_task(self, job: Job) -> Job:
         if job.state is not JobState.RUNNING:
@@ -375,7 +416,11 @@ class TryOnRunner:
 
     async def _fail(self, job: Job, error: BaseException) -> Job:
         failure = failure_of(error)
-        if failure.kind.operator_problem:
+        account = failure.kind.operator_problem
+        if account and job.model == REFINER_MODEL:
+            # Only the refiner is refused: HD is hidden for the run (logged once there).
+            account = not self.features.refiner_refused(failure.code)
+        if account:
             log.error(
                 "job %s: DashScope refuses the account (%s): check the API key/billing",
                 job.id,
@@ -434,6 +479,14 @@ class TryOnRunner:
 def _stage_of(task_status: str | None) -> Stage:
     """A busy account keeps tasks PENDING at DashScope: the user is told they are queued."""
     return Stage.QUEUED_REMOTE if task_status == "PENDING" else Stage.GENERATING
+
+
+def _garment_url(job: Job, slot: str) -> str | None:
+    """The garment the submit sends for a slot: the user's, the person's own, or none."""
+    image = job.image(slot)
+    if image is not None:
+        return _url(image)
+    return job.kept_url if job.keep == slot else None
 
 
 def _url(image: InputImage) -> str:

@@ -61,3 +61,10 @@ class QuotaPolicy:
                 log.warning("user %s refused: the bot's daily budget (%d) is spent", user_id, spent)
                 return Refusal("budget", seconds_to_next_day(now))
         return None
+
+    async def remaining(self, user_id: int) -> int | None:
+        """Try-ons the user has left today (None: no per-user limit)."""
+        if not self.user_daily_limit:
+            return None
+        used = await self._store.count_used(utc_day(self._clock()), user_id)
+        return max(0, self.user_daily_limit - used)

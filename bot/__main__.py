@@ -7,13 +7,14 @@ tryon-bot backup PATH [--force] copy the database to PATH, also while the bot ru
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from telegram import Update
 
-from bot.app import build_application
+from bot.app import STOP_SIGNALS_KEY, build_application
 from bot.logs import setup_logging
 from bot.settings import SettingsError, load_database_path, load_settings
 from services.storage.backup import BackupError, backup_database
@@ -64,10 +65,13 @@ def run() -> int:
         return 2
     setup_logging(settings.log_level, [settings.telegram_bot_token, settings.dashscope_api_key])
     application = build_application(settings)
+    # The bot installs its own handlers (post_init): they stop all waiting on Telegram first.
+    application.bot_data[STOP_SIGNALS_KEY] = (signal.SIGINT, signal.SIGTERM, signal.SIGABRT)
     # Updates sent while the bot was down are processed, not dropped.
     application.run_polling(
         allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
         drop_pending_updates=False,
+        stop_signals=None,
     )
     return 0
 

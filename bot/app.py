@@ -10,18 +10,20 @@ import asyncio
 import logging
 import os
 from dataclasses import replace
+from typing import NoReturn
 
 import aiohttp
 from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import commands, guards, housekeeping, language, results
+from handlers import bursts, commands, guards, housekeeping, language, results
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
 from handlers.delivery import StatusConfig, TelegramNotifier
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
+from handlers.ordering import PerUserOrderedProcessor
 from handlers.texts import Texts
 from services.dashscope import DashScopeClient
 from services.dashscope.ratelimit import SlidingWindowLimiter
@@ -44,6 +46,7 @@ from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 log = logging.getLogger(__name__)
 BACKGROUND_KEY = "background_tasks"
 PARSING_QPS = 10  # aitryon-parsing-v1 allows 10 requests per second
+STOP_SIGNALS_KEY = "stop_signals"  # set by __main__: signals that stop the bot
 
 
 def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
@@ -64,11 +67,14 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
         .media_write_timeout(60)
         .read_timeout(15)
         .job_queue(None)
+        # Chats (and members) concurrently, each (chat, user) in order: handlers/ordering.py.
+        .concurrent_updates(PerUserOrderedProcessor())
         .context_types(CONTEXT_TYPES)
         .build()
     )
     application.bot_data["settings"] = settings
     application.bot_data["db"] = db
+    bursts.register(application)
     guards.register(application)
     language.register(application)
     application.add_handler(build_conversation())
@@ -85,18 +91,27 @@ async def _post_init(application: Application) -> None:  # type: ignore[type-arg
     svc = build_services(application, settings, db)
     application.bot_data[SERVICES_KEY] = svc
     svc.languages.update(await svc.prefs.languages())
+    application.bot_data[bursts.BURSTS_KEY] = bursts.BurstGuard(svc.gateway)
     await language.set_commands(application.bot, svc.texts)
-    resumed = await svc.runner.resume()
+    try:
+        resumed = await svc.runner.resume()
+    except Exception:  # the bot still starts; the jobs stay in the database
+        log.exception("Could not resume unfinished try-ons; the next start tries again")
+        resumed = 0
     sweeper = asyncio.create_task(
         housekeeping.expire_idle_flows(
             application, settings.conversation_timeout, settings.sweep_interval
-        )
+        ),
+        name="expire-idle-flows",
     )
     # Prunes what is past its retention now, then hourly (see services/storage/retention.py).
     pruner = asyncio.create_task(
         run_forever(Retention(db, retention_days=settings.retention_days)), name="retention"
     )
     application.bot_data[BACKGROUND_KEY] = [sweeper, pruner]
+    loop = asyncio.get_running_loop()
+    for sig in application.bot_data.get(STOP_SIGNALS_KEY, ()):
+        loop.add_signal_handler(sig, _on_stop_signal, svc)
     log.info(
         "Bot @%s ready: model %s, %d try-on(s) resumed",
         application.bot.username,
@@ -190,17 +205,28 @@ def build_services(
     )
 
 
+def _on_stop_signal(svc: BotServices) -> NoReturn:
+    """SIGTERM/SIGINT: from now on nothing waits on Telegram (flood control, back-off),
+    so the pending updates, the handlers still running and the try-ons on the wire all end
+    within the shutdown budget; then the same stop as PTB's own signal handler."""
+    log.info("Stop signal: stopping without waiting on Telegram")
+    svc.gateway.begin_shutdown()
+    raise SystemExit
+
+
 async def _post_stop(application: Application) -> None:  # type: ignore[type-arg]
     """SIGTERM: updates have stopped; unfinished try-ons stay in the database for the next start."""
     background: list[asyncio.Task[None]] = application.bot_data.get(BACKGROUND_KEY, [])
     for task in background:
         task.cancel()
     if background:  # let them end (a prune rolls back) before the database closes
-        await asyncio.wait(background, timeout=5)
+        await asyncio.wait(background, timeout=2)
     svc: BotServices | None = application.bot_data.get(SERVICES_KEY)
     if svc is not None:
+        svc.gateway.begin_shutdown()  # nothing waits on a flood-controlled chat from now on
         await svc.runner.stop()
         await svc.garments.close()
+        await svc.gateway.close()  # messages still queued behind a flood wait are given up
         await svc.intake.close()
         log.info("Stopped; unfinished try-ons resume on the next start")
 

@@ -20,7 +20,7 @@ async def on_help(update: Update, context: Context) -> None:
 
 async def on_stray_message(update: Update, context: Context) -> None:
     """A private message outside any flow: say how to start, rather than stay silent."""
-    await say(update, context, context.t("idle_hint"))
+    await say(update, context, context.t("idle_hint"), droppable=True)
 
 
 async def on_cancel_job(update: Update, context: Context) -> None:

@@ -6,9 +6,12 @@ from telegram import ForceReply, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
 
 from handlers.context import Context
+from handlers.gateway import Urgency
 from handlers.texts import isolate
 
-PROMPT_MAX_WAIT = 30.0  # seconds a prompt may wait out flood control before giving up
+# Seconds a prompt that met flood control may wait in its chat's outbox (in the background;
+# the handler never waits) before it is given up.
+PROMPT_MAX_WAIT = 300.0
 
 
 def is_group(update: Update) -> bool:
@@ -32,9 +35,14 @@ async def say(
     force_reply: bool = False,
     reply_to: int | None = None,
     thread_id: int | None = None,
-) -> Message:
+    droppable: bool = False,
+) -> Message | None:
     """Answers the user where they are: in groups it replies to them (and can force a
-    reply, which is how photos reach a bot in privacy mode); in private it just talks."""
+    reply, which is how photos reach a bot in privacy mode); in private it just talks.
+
+    It never waits out flood control: under it, the message is queued and sent in the
+    background (None is returned), or, if `droppable` (apologies, hints, refusals),
+    dropped. Raises ChatUnreachable for a chat that blocked the bot."""
     chat = update.effective_chat
     user = update.effective_user
     assert chat is not None
@@ -50,8 +58,8 @@ async def say(
             text = f"{isolate(user.mention_html(), text)} {text}"
     if thread_id is None:
         thread_id = thread_of(message)
-    # Prompts are retried through flood waits too (in a group, a lost prompt leaves the
-    # user nothing to reply to), but within a bound: the user is waiting on it.
+    # Prompts are queued through flood waits (in a group, a lost prompt leaves the user
+    # nothing to reply to), within a bound: the user is waiting on it.
     return await context.services.gateway.send_text(
         chat.id,
         text,
@@ -59,5 +67,6 @@ async def say(
         reply_to=reply_to,
         markup=reply_markup,
         html=True,
+        urgency=Urgency.NOTICE if droppable else Urgency.MUST,
         max_wait=PROMPT_MAX_WAIT,
     )

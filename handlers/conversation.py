@@ -1,15 +1,16 @@
 """The try-on conversation: person photo → top → bottom → submit (diagram: conversation.mmd).
 
-Photo steps and the steps that may submit run with block=False: checking a photo takes
-a second or two, and posting a try-on's status message may wait out a group's flood
-control; neither must hold up other users. Meanwhile the user's own messages reach the
-WAITING handlers. Every step keeps its draft in user_data (persisted), so a restart
-between steps loses nothing.
+Every step is a plain blocking handler: the update processor (handlers/ordering.py)
+runs each (chat, user)'s updates one at a time and in order, and other users' updates
+alongside, so checking a photo holds up nobody else, and a user's quick next message (a
+/skip right after a photo) waits for that step and lands in the step it was meant for.
+No handler waits out flood control (handlers/gateway.py). No step runs with
+block=False, so the ConversationHandler never enters its WAITING state. Every step keeps
+its draft in user_data (persisted), so a restart between steps loses nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from typing import Any
@@ -24,9 +25,10 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from handlers.bursts import taken
 from handlers.common import say, thread_of
 from handlers.context import Context
-from handlers.drafts import Draft, drop_draft, load_draft, save_draft
+from handlers.drafts import Draft, drop_draft, flow_end, load_draft, save_draft
 from handlers.inputs import INPUT_MESSAGE, PHOTO_INPUT, accept_photo, image_of
 from handlers.keyboards import (
     BOTTOM,
@@ -37,10 +39,9 @@ from handlers.keyboards import (
     parse_callback,
     pattern,
 )
-from handlers.launch import refused_at_start, start_tryon
+from handlers.launch import offer_undelivered, owns_job, refused_at_start, start_tryon
 from handlers.profile import ask_me_photo, on_me, on_me_delete, on_me_photo
 from handlers.prompts import CATEGORY, ME, ask
-from handlers.ptb_internals import pending_step
 from services.model import Job, new_job_id
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ async def submit(update: Update, context: Context, draft: Draft) -> object:
         keep=draft.keep,
     )
     drop_draft(context.user_data, chat.id)
-    refused = await start_tryon(context, job)
+    # The job row, the dropped draft and the end of the flow: one transaction.
+    refused = await start_tryon(context, job, flow_end(chat.id, user.id))
     if refused is not None:
         await say(update, context, refused)
     return END
@@ -106,7 +108,14 @@ async def start_flow(update: Update, context: Context, *, greet: bool = False) -
     return await advance(update, context, draft, note)
 
 
+async def offer_results(update: Update, context: Context) -> None:
+    chat, user = update.effective_chat, update.effective_user
+    if chat is not None and user is not None:
+        await offer_undelivered(context, chat.id, user.id)
+
+
 async def on_start(update: Update, context: Context) -> object:
+    await offer_results(update, context)
     return await start_flow(update, context, greet=True)
 
 
@@ -115,6 +124,7 @@ async def on_tryon(update: Update, context: Context) -> object:
     message, chat, user = update.effective_message, update.effective_chat, update.effective_user
     assert message is not None and chat is not None and user is not None
     assert context.user_data is not None
+    await offer_results(update, context)
     target = message.reply_to_message
     garment = image_of(target) if target is not None else None
     if garment is None:
@@ -135,9 +145,12 @@ async def on_again(update: Update, context: Context) -> object:
     """'Another garment' under a result: same person, no need to send the photo again."""
     query = update.callback_query
     assert query is not None and query.data is not None
-    await query.answer()
     parsed = parse_callback(query.data)
     job = await context.services.store.get(parsed.argument) if parsed else None
+    if job is not None and not owns_job(update, job):
+        await query.answer(context.t("not_your_button"), show_alert=True)
+        return None
+    await query.answer()
     if job is None:
         return await start_flow(update, context)
     draft = Draft(lang=context.lang, thread_id=job.thread_id)
@@ -180,7 +193,7 @@ async def on_photo(update: Update, context: Context) -> object:
         return None
     draft.put(step, accepted)
     draft.last_message_id = message.message_id
-    return await advance(update, context, draft)
+    return await advance(update, context, draft, taken(update, context, step))
 
 
 async def on_wrong_input(update: Update, context: Context) -> object:
@@ -189,7 +202,7 @@ async def on_wrong_input(update: Update, context: Context) -> object:
     if draft is None:
         return await expired(update, context)
     key = "wrong_input_category" if draft.pending_garment else f"wrong_input_{step or BOTTOM}"
-    await say(update, context, context.t(key, draft.lang))
+    await say(update, context, context.t(key, draft.lang), droppable=True)
     return None
 
 
@@ -282,39 +295,6 @@ async def on_category(update: Update, context: Context) -> object:
     return await advance(update, context, draft, note)
 
 
-REQUEUED_KEY = "requeued_updates"
-MAX_REQUEUES = 5
-STEP_WAIT = 60.0  # seconds an update waits for the user's previous step
-
-
-async def on_waiting(update: Update, context: Context) -> object:
-    """An update while the user's previous step still runs: wait for that step, then put the
-    update back in the queue, so it is handled in order and in the step it was meant for
-    (a quick /skip after a photo, or an album of person, top and bottom). After a few
-    rounds it answers "one moment" instead."""
-    chat, user = update.effective_chat, update.effective_user
-    task = None
-    if chat is not None and user is not None:
-        task = pending_step(context.application, chat.id, user.id)
-    if task is not None:
-        await asyncio.wait({task}, timeout=STEP_WAIT)
-    requeued: dict[int, int] = context.bot_data.setdefault(REQUEUED_KEY, {})
-    if len(requeued) > 1000:
-        requeued.clear()
-    count = requeued.get(update.update_id, 0)
-    if count >= MAX_REQUEUES:
-        requeued.pop(update.update_id, None)
-        text = context.t("still_checking")
-        if update.callback_query is not None:
-            await update.callback_query.answer(text)
-        else:
-            await say(update, context, text)
-        return None
-    requeued[update.update_id] = count + 1
-    await context.application.update_queue.put(update)
-    return None
-
-
 async def on_cancel(update: Update, context: Context) -> object:
     chat = update.effective_chat
     assert chat is not None
@@ -336,14 +316,12 @@ def build_conversation() -> ConversationHandler[Any]:
     photo = step_input & PHOTO_INPUT
     other = step_input & ~filters.COMMAND & ~PHOTO_INPUT
     photo_step = [
-        MessageHandler(photo, on_photo, block=False),
+        MessageHandler(photo, on_photo),
         MessageHandler(other, on_wrong_input),
     ]
-    # Skipping (or picking "dress" with a saved photo) may submit, and posting the status
-    # message waits out a group's flood control: that must not hold up everyone else.
     skip = [
-        CommandHandler("skip", on_skip, filters=only_messages, block=False),
-        CallbackQueryHandler(on_skip, pattern=pattern(Action.SKIP), block=False),
+        CommandHandler("skip", on_skip, filters=only_messages),
+        CallbackQueryHandler(on_skip, pattern=pattern(Action.SKIP)),
     ]
     keep = [
         CommandHandler("keep", on_keep, filters=only_messages, block=False),
@@ -375,18 +353,12 @@ def build_conversation() -> ConversationHandler[Any]:
                 ],
                 BOTTOM: [*photo_step, *skip, *keep],
                 CATEGORY: [
-                    CallbackQueryHandler(
-                        on_category, pattern=pattern(Action.CATEGORY), block=False
-                    ),
+                    CallbackQueryHandler(on_category, pattern=pattern(Action.CATEGORY)),
                     MessageHandler(step_input & ~filters.COMMAND, on_wrong_input),
                 ],
                 ME: [
-                    MessageHandler(photo, on_me_photo, block=False),
+                    MessageHandler(photo, on_me_photo),
                     MessageHandler(other, on_wrong_input),
-                ],
-                ConversationHandler.WAITING: [
-                    MessageHandler(step_input, on_waiting, block=False),
-                    CallbackQueryHandler(on_waiting, block=False),
                 ],
             },
             fallbacks=[

@@ -4,6 +4,13 @@ Telegram's part of a try-on lives here: one status message edited through the st
 (with a chat action while it works), the result as a photo or, when Telegram would
 refuse it as a photo, as a file, and a group that became a supergroup followed to its
 new chat id.
+
+`started` runs inside a handler and never waits out flood control: under it, the status
+message is queued in the chat's outbox and the ticker picks it up once it is out. The
+result and the failure notice wait as long as it takes (the pipeline runs in the
+background). A chat that refused the bot (403) gets no further call for the job: the
+gateway raises `ChatUnreachable` at once, which `deliver` and `failed` turn into
+`Undeliverable`.
 """
 
 from __future__ import annotations
@@ -18,20 +25,30 @@ from dataclasses import dataclass, replace
 
 from PIL import Image
 from telegram import Message
-from telegram.error import BadRequest, ChatMigrated, Forbidden
+from telegram.error import BadRequest, ChatMigrated, Forbidden, TelegramError
 
-from handlers.gateway import TelegramGateway
+from handlers.gateway import AmbiguousSend, TelegramGateway
 from handlers.keyboards import failure_markup, result_markup
 from handlers.texts import Texts
 from services.model import FailureKind, Job, JobKind, JobState
 from services.tryon.features import Features
 from services.tryon.hd import can_refine
-from services.tryon.ports import Receipt, Stage, Undeliverable
+from services.tryon.ports import (
+    DeliveryAmbiguous,
+    DeliveryDeferred,
+    Receipt,
+    Stage,
+    Undeliverable,
+    Unreachable,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PHOTO_BYTES = 10 * 1024 * 1024  # sendPhoto limits; bigger results go as a document
 MAX_PHOTO_SIDES = 10_000
+STATUS_MAX_WAIT = 3.0  # the status line is a courtesy: never wait out flood control for it
+# A closed or deleted forum topic: the message goes to the chat's general thread instead.
+GONE_TOPIC = ("topic_closed", "topic_deleted", "thread not found")
 WORKING_STAGES = frozenset({Stage.PREPARING, Stage.SUBMITTING, Stage.GENERATING, Stage.SENDING})
 FINAL_STATES = frozenset(
     {JobState.DELIVERED, JobState.FAILED, JobState.CANCELED, JobState.INTERRUPTED}
@@ -108,7 +125,8 @@ class StatusTicker:
         if working and now - self._last_action >= config.chat_action_interval:
             self._last_action = now
             await gateway.chat_action(job.chat_id, job.thread_id)
-        if job.status_message_id is None:
+        status_id = notifier.status_message_id(job)
+        if status_id is None:
             return
         due = self.stage != self._shown_stage or (now - self._last_edit >= config.status_interval)
         text = status_text(
@@ -117,7 +135,7 @@ class StatusTicker:
         if (
             due
             and text != self._last_text
-            and await gateway.edit_status(job.chat_id, job.status_message_id, text)
+            and await gateway.edit_status(job.chat_id, status_id, text)
         ):
             self._last_text, self._shown_stage, self._last_edit = text, self.stage, now
 
@@ -135,15 +153,30 @@ class TelegramNotifier:
         self.config = config
         self.features = features or Features()
         self._tickers: dict[str, StatusTicker] = {}
+        self._late_status: dict[str, asyncio.Future[Message]] = {}
 
     async def started(self, job: Job) -> Receipt:
-        message = await self.gateway.send_text(
+        sender = self.gateway.text_sender(
             job.chat_id,
             status_text(self.texts, job.lang, Stage.PREPARING, 0),
             thread_id=job.thread_id,
             reply_to=job.request_message_id,
         )
-        return Receipt(job.chat_id, message.message_id)
+        sent = await self.gateway.send(job.chat_id, sender, max_wait=STATUS_MAX_WAIT)
+        if isinstance(sent, Message):
+            return Receipt(sent.chat_id, sent.message_id)
+        if sent is not None:  # queued behind a flood wait
+            self._late_status[job.id] = sent
+        return Receipt(job.chat_id, None)
+
+    def status_message_id(self, job: Job) -> int | None:
+        """The job's status message: recorded, or sent late from the outbox."""
+        if job.status_message_id is not None:
+            return job.status_message_id
+        late = self._late_status.get(job.id)
+        if late is None or not late.done() or late.cancelled() or late.exception():
+            return None
+        return late.result().message_id
 
     def stage(self, job: Job, stage: Stage, position: int | None = None) -> None:
         ticker = self._tickers.get(job.id)
@@ -160,53 +193,78 @@ class TelegramNotifier:
         try:
             return await self._to_chat(
                 job,
-                lambda j: self.gateway.send_image(
+                lambda j: self.gateway.deliver(
                     j.chat_id,
-                    image,
-                    caption,
-                    thread_id=j.thread_id,
-                    reply_to=j.request_message_id,
-                    markup=result_markup(self.texts, j.lang, j.id, j.user_id, hd=hd),
-                    as_document=as_document,
+                    self.gateway.image_sender(
+                        j.chat_id,
+                        image,
+                        caption,
+                        thread_id=j.thread_id,
+                        reply_to=j.request_message_id,
+                        markup=result_markup(self.texts, j.lang, j.id, j.user_id, hd=hd),
+                        as_document=as_document,
+                    ),
+                    max_ambiguous=1,  # a lost answer: resent at most once (a duplicate > a loss)
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except AmbiguousSend as error:
+            raise DeliveryAmbiguous(str(error)) from error
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             log.error("job %s: result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
+        except TelegramError as error:  # an outage, flood control beyond the wait, shutdown
+            raise DeliveryDeferred(str(error)) from error
 
     async def _deliver_hd(self, job: Job, image: bytes) -> Receipt:
         """HD comes as a document (every pixel), replying to the result it refines."""
         try:
             return await self._to_chat(
                 job,
-                lambda j: self.gateway.send_image(
+                lambda j: self.gateway.deliver(
                     j.chat_id,
-                    image,
-                    self.texts.get(j.lang, "hd_caption"),
-                    thread_id=j.thread_id,
-                    reply_to=j.request_message_id,
-                    markup=None,
-                    as_document=True,
-                    filename="tryon-hd.jpg",
+                    self.gateway.image_sender(
+                        j.chat_id,
+                        image,
+                        self.texts.get(j.lang, "hd_caption"),
+                        thread_id=j.thread_id,
+                        reply_to=j.request_message_id,
+                        markup=None,
+                        as_document=True,
+                        filename="tryon-hd.jpg",
+                    ),
+                    max_ambiguous=1,
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except AmbiguousSend as error:
+            raise DeliveryAmbiguous(str(error)) from error
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             log.error("job %s: HD result undeliverable: %s", job.id, error)
             raise Undeliverable(str(error)) from error
+        except TelegramError as error:  # an outage, flood control beyond the wait, shutdown
+            raise DeliveryDeferred(str(error)) from error
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         try:
             return await self._to_chat(
                 job,
-                lambda j: self.gateway.send_text(
+                lambda j: self.gateway.deliver(
                     j.chat_id,
-                    failure_text(self.texts, j.lang, kind),
-                    thread_id=j.thread_id,
-                    reply_to=j.request_message_id,
-                    markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                    self.gateway.text_sender(
+                        j.chat_id,
+                        failure_text(self.texts, j.lang, kind),
+                        thread_id=j.thread_id,
+                        reply_to=j.request_message_id,
+                        markup=failure_markup(self.texts, j.lang, kind, j.id, j.user_id),
+                    ),
                 ),
             )
-        except (BadRequest, Forbidden) as error:
+        except Forbidden as error:
+            raise Unreachable(str(error)) from error
+        except BadRequest as error:
             raise Undeliverable(str(error)) from error
 
     async def finished(self, job: Job) -> None:
@@ -215,17 +273,31 @@ class TelegramNotifier:
             ticker.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker.task
-        if job.state in FINAL_STATES and job.status_message_id is not None:
-            await self.gateway.delete(job.chat_id, job.status_message_id)
+        status_id = self.status_message_id(job)
+        late = self._late_status.pop(job.id, None)
+        if late is not None and not late.done():
+            late.cancel()  # still queued: no longer worth sending
+        if job.state in FINAL_STATES and status_id is not None:
+            await self.gateway.delete(job.chat_id, status_id)
 
     async def _to_chat(self, job: Job, send: Callable[[Job], Awaitable[Message]]) -> Receipt:
-        """Sends to the job's chat, following it if the group became a supergroup."""
+        """Sends to the job's chat, following it if the group became a supergroup, and to
+        the chat's general thread if the job's forum topic was closed or deleted."""
         try:
-            message = await send(job)
-        except ChatMigrated as migrated:
-            # Message ids of the old group mean nothing in the new one.
-            moved = _moved(job, migrated.new_chat_id)
-            message = await send(moved)
+            try:
+                message = await send(job)
+            except ChatMigrated as migrated:
+                # Message ids of the old group mean nothing in the new one.
+                job = _moved(job, migrated.new_chat_id)
+                message = await send(job)
+        except BadRequest as error:
+            if job.thread_id is None or not any(m in error.message.lower() for m in GONE_TOPIC):
+                raise
+            log.warning(
+                "job %s: topic %s of chat %s is gone (%s): using the general thread",
+                job.id, job.thread_id, job.chat_id, error.message,
+            )  # fmt: skip
+            message = await send(replace(job, thread_id=None, request_message_id=None))
         return Receipt(message.chat_id, message.message_id)
 
 

@@ -6,11 +6,16 @@ conversation state. Only plain JSON values are stored.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from services.model import SLOTS, InputImage
+from services.storage.jobs import FlowEnd
+
+CONVERSATION = "tryon"  # the ConversationHandler's (persistent) name
+FLOWS_KEY = "flows"
 
 
 @dataclass
@@ -47,6 +52,19 @@ class Draft:
             if (value := data.get(key)) is not None or key in data
         }
         return cls(**{**data, **images})
+
+
+def flow_end(chat_id: int, user_id: int) -> FlowEnd:
+    """Where the persistence keeps this flow (bot/persistence.py: the conversation key is
+    the JSON list [chat_id, user_id]; the draft is user_data["flows"][str(chat_id)]), so
+    the job store can end it in the transaction that writes the job."""
+    return FlowEnd(
+        user_id=user_id,
+        conversation=CONVERSATION,
+        conversation_key=json.dumps([chat_id, user_id]),
+        flows_key=FLOWS_KEY,
+        flow_key=str(chat_id),
+    )
 
 
 def _flows(user_data: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
-"""Checks that run before any other handler (group -1) and stop an update that must
-not go further: buttons pressed by someone else, anonymous admins, the allowlist."""
+"""Checks that run before the other handlers (group -1, right after the burst and flood
+guard of handlers/bursts.py) and stop an update that must not go further: buttons
+pressed by someone else, anonymous admins, the allowlist. Refusals are dropped, not
+waited for, under flood control."""
 
 from __future__ import annotations
 
@@ -42,14 +44,14 @@ async def guard(update: Update, context: Context) -> None:
     )
     if anonymous and message is not None:
         if is_command:
-            await say(update, context, context.t("anonymous_admin"))
+            await say(update, context, context.t("anonymous_admin"), droppable=True)
         raise ApplicationHandlerStop
     if not context.services.quota.allowed(chat.id, user.id):
         log.info("Refused user %s in chat %s: not on the allowlist", user.id, chat.id)
         if query is not None:
             await query.answer(context.t("not_allowed"), show_alert=True)
         elif is_command or not is_group(update):
-            await say(update, context, context.t("not_allowed"))
+            await say(update, context, context.t("not_allowed"), droppable=True)
         raise ApplicationHandlerStop
 
 

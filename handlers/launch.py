@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import time
+
+from telegram import Update
+
 from handlers.context import Context
-from services.model import Job
+from services.model import RESULT_LIFETIME, Job
+from services.storage.jobs import FlowEnd
 from services.tryon.quota import Refusal
 from services.tryon.scheduler import QueueFull
 
@@ -25,11 +30,36 @@ async def refused_at_start(context: Context, user_id: int, lang: str) -> str | N
     return None
 
 
-async def start_tryon(context: Context, job: Job) -> str | None:
-    """Admits, stores and starts a job; returns why it was refused, or None."""
+def owns_job(update: Update, job: Job) -> bool:
+    """A button acts on a job only for the job's own user, in the job's own chat."""
+    user, chat = update.effective_user, update.effective_chat
+    return (
+        user is not None
+        and chat is not None
+        and (job.user_id, job.chat_id)
+        == (
+            user.id,
+            chat.id,
+        )
+    )
+
+
+async def offer_undelivered(context: Context, chat_id: int, user_id: int) -> int:
+    """Results the user could not receive (they had blocked the bot), sent again now that
+    they are back, while DashScope still keeps them; returns how many."""
+    svc = context.services
+    jobs = await svc.store.undelivered_for(chat_id, user_id, time.time() - RESULT_LIFETIME)
+    return sum([await svc.runner.redeliver(job) for job in jobs])
+
+
+async def start_tryon(context: Context, job: Job, flow: FlowEnd | None = None) -> str | None:
+    """Admits, stores and starts a job; returns why it was refused, or None. With `flow`,
+    the conversation that asked for it ends in the transaction that writes the job."""
     svc = context.services
     try:
-        refusal = await svc.runner.launch(job, admit=lambda: svc.quota.check(job.user_id))
+        refusal = await svc.runner.launch(
+            job, admit=lambda: svc.quota.check(job.user_id), flow=flow
+        )
     except QueueFull:
         return context.t("too_many_running", job.lang)
     return refusal_text(context, job.lang, refusal) if refusal is not None else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from telegram import Message, Update
 from telegram.ext import ConversationHandler
 
+from handlers.bursts import taken
 from handlers.common import PROMPT_MAX_WAIT, is_group, say, thread_of
 from handlers.context import Context
 from handlers.drafts import Draft, drop_draft, load_draft, save_draft
@@ -65,7 +66,8 @@ async def on_me_photo(update: Update, context: Context) -> object:
         return None
     await context.services.profiles.save(user.id, accepted)
     drop_draft(context.user_data, chat.id)
-    await say(update, context, context.t("me_saved", draft.lang))
+    note = taken(update, context, "me")
+    await say(update, context, "\n\n".join(filter(None, [note, context.t("me_saved", draft.lang)])))
     return END
 
 

@@ -1,15 +1,13 @@
 """Every use of python-telegram-bot internals, in one place.
 
 PTB offers no public API to move or drop a conversation key (group migration and
-/forget need both), nor to see whether a user's non-blocking step is still running.
+/forget need both).
 tests/test_ptb_internals.py fails loudly if an upgrade changes what is used here.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import MutableMapping
-from typing import Any
 
 from telegram.ext import Application, ConversationHandler
 from telegram.ext._utils.types import ConversationDict, ConversationKey
@@ -20,7 +18,6 @@ __all__ = [
     "conversation_tables",
     "forget_conversations",
     "move_conversations",
-    "pending_step",
 ]
 
 
@@ -37,19 +34,6 @@ def conversation_tables(
         for handler in handlers
         if isinstance(handler, ConversationHandler)
     ]
-
-
-def pending_step(
-    app: Application,  # type: ignore[type-arg]
-    chat_id: int,
-    user_id: int,
-) -> asyncio.Task[Any] | None:
-    """The task of the user's non-blocking step still running (PTB's PendingState)."""
-    for conversations in conversation_tables(app):
-        task = getattr(conversations.get((chat_id, user_id)), "task", None)
-        if isinstance(task, asyncio.Task):
-            return task
-    return None
 
 
 def forget_conversations(

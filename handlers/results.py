@@ -12,13 +12,21 @@ from handlers.common import say
 from handlers.context import Context
 from handlers.delivery import failure_text
 from handlers.keyboards import Action, confirm_markup, gender_row, parse_callback, pattern
-from handlers.launch import start_tryon
+from handlers.launch import owns_job, start_tryon
 from services.dashscope import DashScopeError
 from services.model import GENDERS, FailureKind, Job, JobKind, JobState
 from services.tryon.failures import Failure
 from services.tryon.hd import refine_job
 
 FEW_LEFT = 3  # below this many try-ons left today, a paid button asks first
+
+
+def has_paid_result(job: Job) -> bool:
+    """A result DashScope made that the user has not received: resent, never rerun."""
+    return job.result_url is not None and (
+        job.state is JobState.UNDELIVERED
+        or (job.state is JobState.FAILED and job.failure is FailureKind.UNDELIVERABLE)
+    )
 
 
 async def on_full_size(update: Update, context: Context) -> None:
@@ -28,6 +36,9 @@ async def on_full_size(update: Update, context: Context) -> None:
     parsed = parse_callback(query.data)
     svc = context.services
     job = await svc.store.get(parsed.argument) if parsed else None
+    if job is not None and not owns_job(update, job):
+        await query.answer(context.t("not_your_button"), show_alert=True)
+        return
     if job is None or job.result_url is None:
         await query.answer(context.t("full_size_gone"), show_alert=True)
         return
@@ -62,6 +73,18 @@ async def on_retry(update: Update, context: Context) -> None:
     parsed = parse_callback(query.data)
     svc = context.services
     old = await svc.store.get(parsed.argument) if parsed else None
+    if old is not None and not owns_job(update, old):
+        await query.answer(context.t("not_your_button"), show_alert=True)
+        return
+    if old is not None and has_paid_result(old):
+        # A delivery problem: the stored result is sent again; nothing is submitted.
+        if not await svc.runner.redeliver(old):
+            await query.answer(context.t("full_size_gone"), show_alert=True)
+            return
+        await query.answer(context.t("result_resending"))
+        if isinstance(query.message, Message):
+            await svc.gateway.edit_markup(query.message)
+        return
     if old is None or old.state not in (JobState.FAILED, JobState.INTERRUPTED):
         await query.answer(context.t("retry_unavailable"), show_alert=True)
         return

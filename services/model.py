@@ -20,6 +20,9 @@ class JobState(enum.StrEnum):
     CANCELED = "canceled"
     INTERRUPTED = "interrupted"  # crashed between intent and task id: the user decides
     RETRIED = "retried"  # failed or interrupted, and the user ran it again as a new job
+    # Paid and finished, but the user cannot receive it now (blocked the bot): offered
+    # again when they come back (/start, /tryon) while its result URL lives (24 h).
+    UNDELIVERED = "undelivered"
 
 
 ACTIVE_STATES = (
@@ -36,7 +39,9 @@ BILLABLE_STATES = (
     JobState.RUNNING,
     JobState.SUCCEEDED,
     JobState.DELIVERED,
+    JobState.UNDELIVERED,
 )
+RESULT_LIFETIME = 24 * 3600.0  # DashScope keeps a result URL this long (dashscope-api.md §5)
 SLOTS = ("person", "top", "bottom")
 GARMENT_SLOTS = ("top", "bottom")
 CROP_LIFETIME = 24 * 3600.0  # aitryon-parsing-v1 crop URLs (and try-on results) last 24 h
@@ -108,6 +113,7 @@ _TRANSIENT = frozenset(
         FailureKind.TASK_EXPIRED,
         FailureKind.POLICY_EXPIRED,
         FailureKind.SUBMIT_UNKNOWN,
+        FailureKind.UNDELIVERABLE,  # "Try again" sends the stored result again
     }
 )
 

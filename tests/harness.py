@@ -23,6 +23,8 @@ from telegram.ext import Application
 from bot.app import build_application
 from bot.settings import Settings
 from handlers.context import SERVICES_KEY, BotServices
+from handlers.ordering import PerUserOrderedProcessor
+from tests.doubles.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "123456789:FAKE-test-token-for-the-double-00000000"
@@ -103,6 +105,22 @@ async def running_bot(settings: Settings) -> AsyncIterator[Application]:  # type
         await app.shutdown()
         if app.post_shutdown is not None:
             await app.post_shutdown(app)
+
+
+async def handled(tg: FakeTelegram, app: Application, timeout: float = 10.0) -> None:  # type: ignore[type-arg]
+    """Waits until the bot has fetched and finished every update sent so far (updates of
+    different users run concurrently, so another user's answer proves nothing)."""
+    await tg.wait_consumed(timeout)
+    processor = app.update_processor
+    assert isinstance(processor, PerUserOrderedProcessor)
+    loop = asyncio.get_running_loop()
+    deadline, quiet = loop.time() + timeout, 0
+    while quiet < 3:
+        idle = app.update_queue.empty() and processor.busy() == 0
+        quiet = quiet + 1 if idle else 0
+        if loop.time() > deadline:
+            raise AssertionError("the bot is still handling updates")
+        await asyncio.sleep(0.02)
 
 
 def services_of(app: Application) -> BotServices:  # type: ignore[type-arg]

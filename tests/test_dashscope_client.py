@@ -209,7 +209,8 @@ EXPECTED: dict[str, Callable[[Any], bool]] = {
     "result": lambda value: isinstance(value, bytes) and value[:2] == b"\xff\xd8",
 }
 FAULTS = ["429", "500", "502", "503", "drop", "timeout"]
-SUBMIT_SAFE_FAULTS = {"429", "500", "502", "503"}  # answered, so nothing was created
+# Answers that prove no task was created (503 is ModelUnavailable, a refusal with a code).
+SUBMIT_SAFE_FAULTS = {"429", "503"}
 
 
 # A submit that may have arrived is never resent: see the ambiguity tests below.
@@ -385,6 +386,65 @@ async def test_submit_throttled_then_accepted_once(
     await client.submit(person, top, None)
     assert [record["status"] for record in fake.submits] == [429, 200]
     assert len(fake.tasks) == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, None), (502, None), (504, None)])
+async def test_submit_answered_5xx_after_the_task_was_created_is_unknown_not_resent(
+    client: DashScopeClient, fake: FakeDashScope, status: int, code: str | None
+) -> None:
+    person, top = await upload_pair(client)
+    fake.fail_next("submit", status, code, after_processing=True)
+    with pytest.raises(SubmitOutcomeUnknown) as caught:
+        await client.submit(person, top, None)
+    assert caught.value.http_status == status
+    assert len(fake.submits) == 1 and len(fake.tasks) == 1
+
+
+async def test_submit_model_unavailable_is_a_refusal_and_retried(
+    client: DashScopeClient, fake: FakeDashScope
+) -> None:
+    person, top = await upload_pair(client)
+    fake.fail_next("submit", 503, "ModelUnavailable")
+    await client.submit(person, top, None)
+    assert [record["status"] for record in fake.submits] == [503, 200]
+    assert len(fake.tasks) == 1
+
+
+async def test_list_tasks_finds_a_task_created_in_the_window(
+    client: DashScopeClient, fake: FakeDashScope, clock: FakeClock
+) -> None:
+    person, top = await upload_pair(client)
+    task = await client.submit(person, top, None)
+    listed = await client.list_tasks(clock.now - 5, clock.now + 5)
+    assert [t.task_id for t in listed] == [task.task_id]
+    assert listed[0].model == "aitryon-plus" and listed[0].created_at is not None
+    assert await client.list_tasks(clock.now + 60, clock.now + 120) == []
+    assert fake.list_calls == 2
+
+
+LIST_SHAPES: list[dict[str, Any]] = [
+    {"total": 1, "data": [{"task_id": "t1", "gmt_create": 1709260684485}], "total_page": 1},
+    {"output": {"data": [{"task_id": "t1", "gmt_create": 1709260684.485}]}},
+    {"output": {"tasks": [{"taskId": "t1", "submit_time": "2024-03-01 10:38:04.485"}]}},
+    {"data": {"list": [{"id": "t1", "create_time": "20240301103804"}]}},
+    {"data": [{"task_id": "t1"}, {"no_id": 1}, "junk"]},
+]
+
+
+@pytest.mark.parametrize("body", LIST_SHAPES)
+def test_task_list_shapes(body: dict[str, Any]) -> None:
+    import json
+
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from services.dashscope.client import parse_task_list
+    from services.dashscope.models import Reply
+
+    headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+    tasks, _ = parse_task_list(Reply("list", 200, headers, json.dumps(body).encode()))
+    assert [t.task_id for t in tasks] == ["t1"]
+    if tasks[0].created_at is not None:
+        assert abs(tasks[0].created_at - 1709260684) < 1
 
 
 class FlakyResolver(AbstractResolver):

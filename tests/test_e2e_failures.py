@@ -95,6 +95,8 @@ async def test_failed_tasks_get_a_message_a_person_can_act_on(
     expected: str,
 ) -> None:
     ds.script_next_task("FAILED", code)
+    if code == "InvalidURL":  # an input it cannot fetch is uploaded again, once
+        ds.script_next_task("FAILED", code)
     ann = Actor(tg, 2002)
     since = await ann.try_on(top=jpeg(seed=3))
     notice = await ann.next_from_bot(since, lambda m: expected in m.body)
@@ -127,7 +129,7 @@ async def test_account_problems_tell_the_user_and_log_an_error(
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(429, "Throttling"), (500, "InternalError"), (503, None)]
+    ("status", "code"), [(429, "Throttling"), (503, "ModelUnavailable"), (503, None)]
 )
 async def test_throttled_and_failing_submits_are_retried(
     tg: FakeTelegram,

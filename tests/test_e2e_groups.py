@@ -13,7 +13,7 @@ from services.model import Job
 from tests.actors import Actor
 from tests.doubles.dashscope import FakeDashScope
 from tests.doubles.telegram import FakeTelegram, SentMessage
-from tests.harness import jpeg, services_of
+from tests.harness import handled, jpeg, services_of
 
 JSON = dict[str, Any]
 GROUP_ID = -100_111
@@ -36,9 +36,10 @@ def unique_id(message: JSON) -> str:
     return str(message["photo"][-1]["file_unique_id"])
 
 
-async def settle(watcher: Actor) -> None:
-    """A round trip by a member with no flow: updates are handled in order, so once the
-    bot has answered this /help it has handled everything sent before it."""
+async def settle(watcher: Actor, bot: Application) -> None:  # type: ignore[type-arg]
+    """Waits until the bot has handled everything sent so far (members' updates run
+    concurrently), then a round trip by a member with no flow."""
+    await handled(watcher.tg, bot)
     await watcher.command(
         "help",
         predicate=lambda m: m.reply_to_message_id == (watcher.last_sent or {}).get("message_id"),
@@ -136,7 +137,7 @@ async def test_ordinary_photos_never_feed_a_flow_when_the_bot_sees_everything(
     tg.send_document(group, bob.user, jpeg(seed=5), "dress.jpg", "image/jpeg")
     assert len(tg.delivered) == delivered + 4  # the bot does see them
     since = len(tg.sent)
-    await settle(watcher)
+    await settle(watcher, bot)
     assert [m.reply_to_message_id for m in tg.sent[since:]] == [last(watcher)["message_id"]]
     assert ds.upload_count == 0 and tg.calls_of("getFile") == []
     step2 = await ann.photo(jpeg(seed=6))  # her reply to the prompt still counts
@@ -168,7 +169,7 @@ async def test_members_run_independent_flows(
     since = len(tg.sent)
     tg.send_photo(group, cid.user, jpeg(seed=30), reply_to=ann_step2)
     tg.send_command(group, cid.user, "skip")
-    await settle(cid)
+    await settle(cid, bot)
     assert len(tg.sent) == since + 1 and len(tg.calls_of("getFile")) == downloads
     reply = await cid.command("cancel")
     assert "nothing to cancel" in reply.body.lower()
@@ -222,7 +223,7 @@ async def test_one_members_cancel_and_skip_leave_the_others_flow_alone(
     assert canceled.reply_to_message_id == last(bob)["message_id"]
     since = len(tg.sent)
     tg.send_command(group, bob.user, "skip")  # Bob has no flow any more: silence
-    await settle(bob)
+    await settle(bob, bot)
     assert len(tg.sent) == since + 1
     step3 = await ann.photo(jpeg(seed=2))
     assert "Step 3" in step3.body  # her top: Bob's /skip and /cancel did not touch her flow
@@ -571,7 +572,7 @@ async def test_commands_addressed_to_other_bots_are_ignored(
     since = len(tg.sent)
     tg.send_command(group, ann.user, "tryon", mention="OtherBot")
     tg.send_as_anonymous_admin(group, "/tryon@OtherBot")
-    await settle(watcher)
+    await settle(watcher, bot)
     assert len(tg.sent) == since + 1  # only the answer to the /help
     tg.send_command(group, ann.user, "tryon", mention=True)
     prompt = await ann.next_from_bot(since + 1)
@@ -593,7 +594,7 @@ async def test_anonymous_admins_are_asked_to_use_their_own_account(
     assert not reply.force_reply
     since = len(tg.sent)
     tg.send_as_anonymous_admin(group, photo=jpeg(seed=1), reply_to=reply)
-    await settle(watcher)
+    await settle(watcher, bot)
     assert len(tg.sent) == since + 1 and ds.upload_count == 0
 
 

@@ -41,7 +41,6 @@ ALERTS = {  # answerCallbackQuery: 200
     "refused_budget",
     "not_your_button",
     "not_allowed",
-    "still_checking",
 }
 BUTTON_LIMIT = 24  # what a phone shows on one button without cutting it
 SAMPLE = {
@@ -54,6 +53,7 @@ SAMPLE = {
     "hours": "23 h",
     "minutes": "59 min",
     "seconds": "59 s",
+    "gender": "woman",
 }
 
 

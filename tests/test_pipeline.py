@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ from services.storage.jobs import JobStore
 from services.storage.uploads import UploadCache
 from services.tryon.garments import KeptGarments
 from services.tryon.pipeline import CancelOutcome, RunnerConfig, TryOnRunner
-from services.tryon.ports import FileUnavailable, Receipt, Stage, Undeliverable
+from services.tryon.ports import (
+    DeliveryDeferred,
+    FileUnavailable,
+    Receipt,
+    Stage,
+    Undeliverable,
+    Unreachable,
+)
 from services.tryon.scheduler import SchedulerLimits, TryOnScheduler
 from tests.doubles.dashscope import FakeDashScope
 from tests.harness import API_KEY, jpeg
@@ -56,6 +63,8 @@ class MemoryNotifier:
     failures: list[tuple[str, FailureKind]] = field(default_factory=list)
     ended_jobs: list[tuple[str, JobState]] = field(default_factory=list)
     refuse_delivery: bool = False
+    blocked: bool = False  # the user blocked the bot
+    defer_next: int = 0  # Telegram cannot take the next N results now
     move_to_chat: int | None = None  # the chat became a supergroup
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -69,7 +78,12 @@ class MemoryNotifier:
 
     async def deliver(self, job: Job, image: bytes) -> Receipt:
         if self.refuse_delivery:
-            raise Undeliverable("Forbidden: bot was blocked by the user")
+            raise Undeliverable("Bad Request: something permanent")
+        if self.blocked:
+            raise Unreachable("Forbidden: bot was blocked by the user")
+        if self.defer_next:
+            self.defer_next -= 1
+            raise DeliveryDeferred("gave up waiting for Telegram")
         self.delivered.append((job.id, len(image)))
         return Receipt(self.move_to_chat or job.chat_id, 200)
 
@@ -130,6 +144,15 @@ class Rig:
         await asyncio.wait_for(seen(), timeout)
 
 
+FAST_RUNNER: dict[str, Any] = {
+    "poll_interval": 0.02,
+    "reconcile_delay": 0.05,
+    "busy_base_delay": 0.05,
+    "busy_max_delay": 0.2,
+    "delivery_base_delay": 0.05,
+}
+
+
 @pytest.fixture
 async def make_rig(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Builds runners on one database (a second call is a restart of the first)."""
@@ -159,7 +182,7 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             client=client,
             scheduler=TryOnScheduler(SchedulerLimits(max_concurrent=max_concurrent)),
             notifier=notifier,
-            config=RunnerConfig(**{"poll_interval": 0.02, **config}),
+            config=RunnerConfig(**{**FAST_RUNNER, **config}),
             garments=KeptGarments(intake, client, CropStore(db)),
         )
         opened.append((runner, db, http))
@@ -220,6 +243,8 @@ async def test_a_failed_task_ends_with_its_failure_kind(
 ) -> None:
     rig: Rig = await make_rig()
     rig.ds.script_next_task("FAILED", code)
+    if kind is FailureKind.INVALID_URL:  # an input it cannot fetch is uploaded again once
+        rig.ds.script_next_task("FAILED", code)
     job = rig.job()
     await rig.runner.launch(job)
     ended = await rig.ended(job.id)
@@ -232,8 +257,6 @@ SUBMIT_ERRORS = [
     (400, "InvalidParameter", FailureKind.INVALID_INPUT),
     (401, "InvalidApiKey", FailureKind.SERVICE_UNAVAILABLE),
     (400, "Arrearage", FailureKind.SERVICE_UNAVAILABLE),
-    (429, "Throttling.RateQuota", FailureKind.THROTTLED),
-    (500, "InternalError", FailureKind.SERVER_ERROR),
 ]
 
 
@@ -250,14 +273,113 @@ async def test_a_refused_submit_ends_with_its_failure_kind_and_no_task(
     assert rig.ds.tasks == {}
 
 
-async def test_a_lost_submit_answer_is_never_resubmitted(make_rig: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("fault", ["reset", "502", "504", "500"])
+async def test_a_lost_submit_answer_is_reconciled_never_resubmitted(
+    make_rig: Callable[..., Any], fault: str
+) -> None:
     rig: Rig = await make_rig()
-    rig.ds.drop_next("submit")  # the task is created, its answer lost
+    if fault == "reset":
+        rig.ds.drop_next("submit")  # the task is created, its answer lost
+    elif fault == "500":
+        rig.ds.fail_next("submit", 500, "InternalError", after_processing=True)
+    else:
+        rig.ds.submit_then_fail(int(fault))
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and ended.task_id in rig.ds.tasks
+    assert len(rig.ds.tasks) == 1 and rig.ds.requests["submit"] == 1
+    assert rig.ds.list_calls >= 1 and rig.notifier.failures == []
+
+
+async def test_reconcile_without_a_task_asks_the_user(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig()
+    rig.ds.fail_next("submit", 502)  # a gateway page, and really nothing was created
     job = rig.job()
     await rig.runner.launch(job)
     ended = await rig.ended(job.id)
     assert ended.failure is FailureKind.SUBMIT_UNKNOWN and ended.state is JobState.INTERRUPTED
-    assert len(rig.ds.tasks) == 1
+    assert rig.ds.tasks == {} and rig.ds.list_calls == 4  # listed again: tasks show up late
+    assert rig.notifier.failures == [(job.id, FailureKind.SUBMIT_UNKNOWN)]
+
+
+async def test_reconcile_with_several_unowned_tasks_asks_the_user(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    stray = rig.job()
+    person = await rig.runner.intake.ensure_uploaded(stray.person)
+    top = await rig.runner.intake.ensure_uploaded(stray.top or stray.person)
+    assert person.url and top.url
+    await rig.runner.client.submit(person.url, top.url, None)  # not owned by any job
+    rig.ds.submit_then_fail(502)
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.failure is FailureKind.SUBMIT_UNKNOWN and ended.task_id is None
+    assert len(rig.ds.tasks) == 2
+
+
+async def test_reconcile_ignores_tasks_owned_by_other_jobs(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig()
+    first = rig.job()
+    await rig.runner.launch(first)
+    owned = await rig.ended(first.id)
+    rig.ds.submit_then_fail(504)
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED
+    assert ended.task_id != owned.task_id and ended.task_id in rig.ds.tasks
+    assert len(rig.ds.tasks) == 2
+
+
+async def test_reconcile_waits_for_another_unresolved_submit(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    other = await stored_in(rig, JobState.INTERRUPTED, error_kind="submit_unknown")
+    await rig.store.update(other, submit_intent_at=rig.runner._clock())
+    rig.ds.submit_then_fail(502)
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    # Its task might be the other job's: not proven, so the user is asked.
+    assert ended.failure is FailureKind.SUBMIT_UNKNOWN and len(rig.ds.tasks) == 1
+
+
+async def test_throttling_at_submit_waits_in_line(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig()
+    rig.ds.fail_for("submit", 0.8, 429, "Throttling.AllocationQuota")
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and len(rig.ds.tasks) == 1
+    assert Stage.BUSY in rig.notifier.stages_of(job.id)
+
+
+async def test_overload_at_submit_waits_then_gives_up(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig(busy_patience=0.5)
+    rig.ds.fail_for("submit", 30, 503, "ModelUnavailable")
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.failure is FailureKind.SERVER_ERROR and rig.ds.tasks == {}
+    assert rig.ds.requests["submit"] > 4
+
+
+async def test_an_input_dashscope_cannot_fetch_is_uploaded_again_once(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    job = rig.job()
+    person = await rig.runner.intake.ensure_uploaded(job.person)
+    assert person.url is not None
+    rig.ds.vanish(person.url.removeprefix("oss://"))
+    await rig.runner.launch(replace(job, person=person))
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED
+    assert ended.person.url != person.url and len(rig.ds.tasks) == 2  # one failed, free
 
 
 @pytest.mark.parametrize(
@@ -316,6 +438,45 @@ async def test_an_expired_result_ends_as_expired(make_rig: Callable[..., Any]) -
     job = await stored_in(rig, JobState.SUCCEEDED, result_url=done.result_url)
     await rig.runner.resume()
     assert (await rig.ended(job.id)).failure is FailureKind.TASK_EXPIRED
+
+
+async def test_a_result_telegram_cannot_take_now_is_retried_not_failed(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    rig.notifier.defer_next = 2
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and rig.notifier.failures == []
+    assert len(rig.ds.tasks) == 1
+
+
+async def test_a_result_download_that_runs_out_of_retries_is_retried_later(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig: Rig = await make_rig()
+    rig.ds.fail_next("result", 502, count=3)  # the client gives up after 2 attempts
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and rig.notifier.failures == []
+
+
+async def test_a_blocked_user_gets_the_result_when_back(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig()
+    rig.notifier.blocked = True
+    job = rig.job()
+    await rig.runner.launch(job)
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.UNDELIVERED and rig.notifier.failures == []
+    waiting = await rig.store.undelivered_for(job.chat_id, job.user_id, 0)
+    assert [j.id for j in waiting] == [job.id]
+    rig.notifier.blocked = False
+    rig.notifier.ended_jobs.clear()
+    assert await rig.runner.redeliver(waiting[0])
+    again = await rig.ended(job.id)
+    assert again.state is JobState.DELIVERED and len(rig.ds.tasks) == 1
 
 
 async def test_a_chat_that_refuses_the_result(make_rig: Callable[..., Any]) -> None:
@@ -442,14 +603,31 @@ async def test_resume_a_succeeded_job_delivers_without_a_task(
     assert len(rig.ds.tasks) == 1
 
 
-async def test_resume_a_submitting_job_asks_the_user(make_rig: Callable[..., Any]) -> None:
+async def test_resume_a_submitting_job_without_a_task_asks_the_user(
+    make_rig: Callable[..., Any],
+) -> None:
     rig: Rig = await make_rig()
-    job = await stored_in(rig, JobState.SUBMITTING)
+    job = await stored_in(rig, JobState.SUBMITTING, submit_intent_at=rig.runner._clock())
     await rig.runner.resume()
-    stored = await rig.store.get(job.id)
-    assert stored is not None and stored.state is JobState.INTERRUPTED
+    stored = await rig.ended(job.id)
+    assert stored.state is JobState.INTERRUPTED
     assert rig.notifier.failures == [(job.id, FailureKind.INTERRUPTED)]
     assert rig.ds.tasks == {}
+
+
+async def test_resume_a_submitting_job_adopts_its_task(make_rig: Callable[..., Any]) -> None:
+    rig: Rig = await make_rig()
+    base = rig.job()
+    person = await rig.runner.intake.ensure_uploaded(base.person)
+    top = await rig.runner.intake.ensure_uploaded(base.top or base.person)
+    assert person.url and top.url
+    intent = rig.runner._clock()
+    task = await rig.runner.client.submit(person.url, top.url, None)  # then the crash
+    job = await stored_in(rig, JobState.SUBMITTING, submit_intent_at=intent)
+    await rig.runner.resume()
+    ended = await rig.ended(job.id)
+    assert ended.state is JobState.DELIVERED and ended.task_id == task.task_id
+    assert len(rig.ds.tasks) == 1
 
 
 async def test_resume_a_failing_job_tells_the_user(make_rig: Callable[..., Any]) -> None:

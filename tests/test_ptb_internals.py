@@ -1,9 +1,8 @@
 """Fails loudly if a python-telegram-bot upgrade changes the internals the bot relies on
-(handlers/ptb_internals.py): the conversation tables and the pending step's task."""
+(handlers/ptb_internals.py): the conversation tables."""
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from typing import Any
 
@@ -15,7 +14,6 @@ from handlers.ptb_internals import (
     conversation_tables,
     forget_conversations,
     move_conversations,
-    pending_step,
 )
 from tests.harness import TOKEN
 
@@ -48,14 +46,3 @@ def test_conversation_tables_are_the_handlers_own_state() -> None:
     assert move_conversations(app, -100, -200) == {7: "top", 8: "bottom"}
     forget_conversations(app, 7)
     assert dict(tables[0]) == {(-200, 8): "bottom"}
-
-
-async def test_pending_step_finds_the_running_task() -> None:
-    from telegram.ext._handlers.conversationhandler import PendingState
-
-    app, _ = app_with_conversation()
-    task = asyncio.create_task(asyncio.sleep(0.01))
-    conversation_tables(app)[0][(1, 2)] = PendingState(task, "person")
-    assert pending_step(app, 1, 2) is task
-    assert pending_step(app, 1, 3) is None
-    await task

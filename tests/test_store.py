@@ -509,3 +509,31 @@ async def test_the_forget_trigger_knows_the_final_states(open_db: Callable[[], D
     assert row is not None
     listed = set(re.findall(r"'(\w+)'", row[0]))
     assert listed == {s.value for s in FINAL_STATES}
+
+
+async def test_a_job_and_the_end_of_its_flow_are_one_transaction(
+    open_db: Callable[[], Database],
+) -> None:
+    """The handler's `flow_end` keys, written by the real PTB persistence."""
+    from handlers.drafts import CONVERSATION, flow_end
+
+    db = open_db()
+    persistence = SQLitePersistence(db)
+    await persistence.update_conversation(CONVERSATION, (7, 7), "bottom")
+    await persistence.update_conversation(CONVERSATION, (8, 7), "top")  # another chat
+    await persistence.update_user_data(7, {"flows": {"7": {"lang": "en"}, "8": {}}, "x": 1})
+    store = JobStore(db)
+    first = job()
+    await store.create(first, flow_end(7, 7))
+    assert await persistence.get_conversations(CONVERSATION) == {(8, 7): "top"}
+    assert (await persistence.get_user_data())[7] == {"flows": {"8": {}}, "x": 1}
+    # A failed insert changes nothing: the flow stays open, no job exists.
+    await persistence.update_conversation(CONVERSATION, (8, 7), "top")
+    with pytest.raises(aiosqlite.IntegrityError):
+        await store.create(job(id=first.id, chat_id=8), flow_end(8, 7))
+    assert await persistence.get_conversations(CONVERSATION) == {(8, 7): "top"}
+    assert (await persistence.get_user_data())[7] == {"flows": {"8": {}}, "x": 1}
+    # The last flow gone and nothing else kept: the user_data row goes too.
+    await persistence.update_user_data(9, {"flows": {"9": {}}})
+    await store.create(job(user_id=9, chat_id=9), flow_end(9, 9))
+    assert 9 not in await persistence.get_user_data()

@@ -115,7 +115,6 @@ message(
     "cannot_skip_both",
     "You skipped the top, so I need the bottom garment: send its photo. (Or /cancel.)",
 )
-message("still_checking", "⏳ One moment, I'm still checking your last photo.")
 
 # ---- /me -----------------------------------------------------------------------------------
 
@@ -296,7 +295,11 @@ message(
     "tell whether it started. Tap “Try again” to run it again.",
 )
 message("fail_telegram", "📡 I couldn't fetch your photos from Telegram. Please try again.")
-message("fail_undeliverable", "I couldn't send you the result.")
+message(
+    "fail_undeliverable",
+    "📡 Your try-on is ready, but Telegram didn't accept the picture. Tap “Try again” to "
+    "have the same result sent again (it is kept for 24 hours; you won't be charged again).",
+)
 message("fail_unknown", "😕 Something went wrong with this try-on. Please try again.")
 message(
     "fail_image_file_too_large",
@@ -387,4 +390,44 @@ message(
     "fail_hd_unsupported",
     "HD isn't possible for this picture: it needs a try-on with a top, made at full "
     "resolution. Run a new try-on, then tap ✨ HD.",
+)
+
+
+# ---- bursts and flooding -----------------------------------------------------------------
+
+message(
+    "burst_taken_person",
+    "📸 You sent several photos at once: I took the first one as the person photo and "
+    "ignored the others. To use a different one, send /tryon and start over.",
+)
+message(
+    "burst_taken_top",
+    "📸 You sent several photos at once: I took the first one as the top and ignored the "
+    "others. To use a different one, send /tryon and start over.",
+)
+message(
+    "burst_taken_bottom",
+    "📸 You sent several photos at once: I took the first one as the bottom and ignored the "
+    "others. To try a different one, send /tryon once this try-on is done.",
+)
+message(
+    "burst_taken_me",
+    "📸 You sent several photos at once: I saved the first one as your photo and ignored "
+    "the others. To use a different one, send /me.",
+)
+plural(
+    "flood_muted",
+    "🐢 That's a lot of messages very fast. I'll ignore your messages for the next "
+    "{n} second, then we carry on where we left off.",
+    "🐢 That's a lot of messages very fast. I'll ignore your messages for the next "
+    "{n} seconds, then we carry on where we left off.",
+)
+
+
+# ---- delivery and busy service -----------------------------------------------------------
+
+message("result_resending", "Sending your result again…")
+message(
+    "stage_busy",
+    "🚦 The try-on service is very busy; your try-on is waiting in line and will start by itself…",
 )

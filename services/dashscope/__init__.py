@@ -1,6 +1,6 @@
 """DashScope: the client for temporary storage and the try-on task API, its errors and replies."""
 
-from services.dashscope.client import DashScopeClient
+from services.dashscope.client import DashScopeClient, ListedTask
 from services.dashscope.errors import (
     RETRYABLE,
     DashScopeError,
@@ -16,6 +16,7 @@ __all__ = [
     "DashScopeClient",
     "DashScopeError",
     "ErrorKind",
+    "ListedTask",
     "SlidingWindowLimiter",
     "SubmitOutcomeUnknown",
     "TaskState",

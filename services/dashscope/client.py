@@ -3,6 +3,12 @@
 Facts (JSON shapes, headers, limits) come from ``/work/shared/reference/dashscope-api.md``.
 Only throttling, server errors, timeouts and connection errors are retried; a submit that
 may have reached DashScope is never repeated, because every task is billed.
+
+A submit is resent only after an answer that proves no task was created: a 429
+(``Throttling*``), a 4xx refusal, or 503 ``ModelUnavailable`` (a JSON refusal with a code,
+given by the API layer before any task exists; dashscope-api.md §6). Any other 5xx (500
+``InternalError``, a gateway's 502/504 page) and a connection lost after the request left
+raise SubmitOutcomeUnknown: the caller reconciles it with the task list (`list_tasks`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -55,9 +63,24 @@ REFINER_MODEL = "aitryon-refiner"
 # (HD) only accepts results made this way (dashscope-api.md §7).
 TRYON_PARAMETERS: dict[str, object] = {"resolution": -1, "restore_face": True}
 CLOTHES_TYPE = {"top": "upper", "bottom": "lower"}
+BEIJING = timezone(timedelta(hours=8))  # the list API's start_time/end_time are Beijing time
+# 5xx answers to a submit that still prove no task was created (see the module docstring).
+SUBMIT_REFUSALS_5XX = frozenset({"ModelUnavailable"})
+LIST_PAGE_SIZE = 100
+LIST_MAX_PAGES = 10
 MISSING_GARMENT = (
     "Missing clothing image.Please input at least one top garment or bottom garment image."
 )
+
+
+@dataclass(frozen=True)
+class ListedTask:
+    """One entry of the task list (`GET /tasks`): enough to reconcile a lost submit."""
+
+    task_id: str
+    created_at: float | None  # epoch seconds, when the entry says
+    model: str | None
+    status: str | None
 
 
 class DashScopeClient:
@@ -193,6 +216,31 @@ class DashScopeClient:
         )
         return self._submitted_task(reply)
 
+    async def list_tasks(
+        self, start: float, end: float, *, model: str | None = None
+    ) -> list[ListedTask]:
+        """This model's tasks created between `start` and `end` (epoch seconds), newest
+        first as the server gives them; every page up to LIST_MAX_PAGES."""
+        found: list[ListedTask] = []
+        for page in range(1, LIST_MAX_PAGES + 1):
+            url = URL(self._base + "/tasks").with_query(
+                start_time=_beijing(start - 1),
+                end_time=_beijing(end + 1),
+                model_name=model or self.model,
+                page_no=str(page),
+                page_size=str(LIST_PAGE_SIZE),
+            )
+            reply = await self._call("list", "GET", url, headers=self._auth())
+            entries, total_pages = parse_task_list(reply)
+            found.extend(task for task in entries if task.model is None or task.model == self.model)
+            if not entries or total_pages is None or page >= total_pages:
+                break
+        return [
+            task
+            for task in found
+            if task.created_at is None or start - 1 <= task.created_at <= end + 1
+        ]
+
     async def query(self, task_id: str) -> TaskState:
         reply = await self._call(
             "query",
@@ -318,6 +366,18 @@ class DashScopeClient:
                     return reply
                 error = errors(reply)
                 error.message = self._redact(error.message)
+                if (
+                    not resend_after_sent
+                    and reply.status >= 500
+                    and error.code not in SUBMIT_REFUSALS_5XX
+                ):
+                    # A 500 or a gateway's page does not prove that no task was created.
+                    raise SubmitOutcomeUnknown(
+                        CODE_SUBMIT_UNKNOWN,
+                        f"answered http {reply.status} {error.code}: {error.message[:120]}",
+                        request_id=error.request_id,
+                        http_status=reply.status,
+                    )
             error.attempts = attempt
             if not error.retryable or attempt == attempts:
                 raise error
@@ -351,3 +411,72 @@ class DashScopeClient:
 
     def _transport_error(self, code: str, exc: BaseException) -> DashScopeError:
         return DashScopeError(code, self._redact(f"{type(exc).__name__}: {exc}"))
+
+
+def _beijing(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def _epoch(value: object) -> float | None:
+    """A list entry's time: epoch ms (recorded), epoch s, or a Beijing "YYYY-MM-DD hh:mm:ss"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value / 1000 if value > 10**11 else float(value)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S"):
+            try:
+                parsed = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            return parsed.replace(tzinfo=BEIJING).timestamp()
+        if text.isdigit():
+            return _epoch(int(text))
+        try:
+            return datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def parse_task_list(reply: Reply) -> tuple[list[ListedTask], int | None]:
+    """Entries and page count of a task list, in any plausible shape: the recorded one
+    (``data`` at the top level), or the same under ``output``; ``data``/``tasks``/``list``
+    as the array (or ``data.list``); ``task_id``/``taskId``/``id``; creation as
+    ``gmt_create``, ``submit_time`` or ``create_time`` in ms, s or Beijing text. Entries
+    without a task id are skipped. Raises DashScopeError when no array of tasks is found."""
+    body = reply.json_object()
+    if body is None:
+        raise DashScopeError(CODE_MALFORMED, "task list is not a JSON object")
+    for envelope in (body, body.get("output"), body.get("data")):
+        if not isinstance(envelope, Mapping):
+            continue
+        for key in ("data", "tasks", "list", "items"):
+            raw = envelope.get(key)
+            if isinstance(raw, list):
+                return [t for e in raw if (t := _listed(e)) is not None], _pages(envelope)
+    raise DashScopeError(CODE_MALFORMED, "task list has no array of tasks")
+
+
+def _listed(entry: object) -> ListedTask | None:
+    if not isinstance(entry, Mapping):
+        return None
+    task_id = next((str(v) for k in ("task_id", "taskId", "id") if (v := entry.get(k))), None)
+    if task_id is None:
+        return None
+    times = ("gmt_create", "submit_time", "create_time", "gmtCreate", "start_time")
+    created = next((t for k in times if (t := _epoch(entry.get(k))) is not None), None)
+    model = entry.get("model_name") or entry.get("model")
+    status = entry.get("status") or entry.get("task_status")
+    return ListedTask(
+        task_id, created, str(model) if model else None, str(status) if status else None
+    )
+
+
+def _pages(envelope: Mapping[str, Any]) -> int | None:
+    for key in ("total_page", "total_pages", "totalPage"):
+        value = envelope.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

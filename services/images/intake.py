@@ -258,6 +258,16 @@ class ImageIntake:
             return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
         return await self._single_flight(key, self._download_check_upload(image, model))
 
+    async def refresh(self, image: InputImage, model: str | None = None) -> InputImage:
+        """A new upload of the image, whatever the cache says (DashScope could not fetch
+        the old one: it expired or vanished early)."""
+        model = model or self._model
+        stale = replace(image, url=None, url_expires_at=None)
+        self._recent.pop((model, image.unique_id), None)
+        return await self._single_flight(
+            (model, image.unique_id), self._download_check_upload(stale, model)
+        )
+
     async def _single_flight(
         self, key: tuple[str, str], work: Coroutine[Any, Any, InputImage]
     ) -> InputImage:

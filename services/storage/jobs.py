@@ -7,8 +7,9 @@ step, so that a restart can tell exactly how far every try-on got.
 from __future__ import annotations
 
 import enum
+import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiosqlite
@@ -92,12 +93,28 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
     )
 
 
+@dataclass(frozen=True)
+class FlowEnd:
+    """The conversation that asked for a job, as the PTB persistence stores it (plain
+    values, so this module stays free of Telegram): the `conversations` row
+    (name, key) and, in the `user_data` row of `user_id`, the entry `flow_key` of the
+    mapping under `flows_key` (the draft)."""
+
+    user_id: int
+    conversation: str
+    conversation_key: str
+    flows_key: str
+    flow_key: str
+
+
 class JobStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._salt: str | None = None
 
-    async def create(self, job: Job) -> Job:
+    async def create(self, job: Job, flow: FlowEnd | None = None) -> Job:
+        """Inserts the job; with `flow`, in the same transaction, ends the conversation and
+        drops its draft, so a crash leaves a running job or an open flow, never both."""
         columns: dict[str, Any] = {
             "id": job.id,
             "chat_id": job.chat_id,
@@ -133,9 +150,12 @@ class JobStore:
         columns["ledger_key"] = ledger.user_key(salt, columns["day"], job.user_id)
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
-        await self._db.execute(
-            f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
-        )
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
+            )
+            if flow is not None:
+                await _end_flow(conn, flow)
         return job
 
     async def get(self, job_id: str) -> Job | None:
@@ -232,6 +252,36 @@ class JobStore:
         salt = await self._ledger_salt()
         return "day = ? AND user_key = ?", [day, ledger.user_key(salt, day, user_id)]
 
+    async def owned_task_ids(self, task_ids: list[str]) -> set[str]:
+        """Which of these DashScope tasks already belong to a job."""
+        if not task_ids:
+            return set()
+        marks = ", ".join("?" for _ in task_ids)
+        rows = await self._db.fetchall(
+            f"SELECT task_id FROM jobs WHERE task_id IN ({marks})", tuple(task_ids)
+        )
+        return {row["task_id"] for row in rows}
+
+    async def unresolved_submits(self, job_id: str, start: float, end: float) -> list[str]:
+        """Other jobs whose submit may have created a task between `start` and `end` that
+        no job owns yet: still submitting, or ended with the outcome unknown."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM jobs WHERE id != ? AND task_id IS NULL "
+            "AND submit_intent_at BETWEEN ? AND ? "
+            "AND (state = ? OR error_kind IN ('submit_unknown', 'interrupted'))",
+            (job_id, start, end, JobState.SUBMITTING.value),
+        )
+        return [row["id"] for row in rows]
+
+    async def undelivered_for(self, chat_id: int, user_id: int, since: float) -> list[Job]:
+        """Paid results the user could not receive (blocked the bot), finished after `since`."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE chat_id = ? AND user_id = ? AND state = ? "
+            "AND result_url IS NOT NULL AND finished_at >= ? ORDER BY created_at",
+            (chat_id, user_id, JobState.UNDELIVERED.value, since),
+        )
+        return [_row_to_job(row) for row in rows]
+
     async def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> None:
         await self._db.execute(
             "UPDATE jobs SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id)
@@ -259,3 +309,30 @@ class JobStore:
                 f"WHERE user_id = ? AND state IN ({_marks(active)})",
                 (user_id, *active),
             )
+
+
+async def _end_flow(conn: aiosqlite.Connection, flow: FlowEnd) -> None:
+    await conn.execute(
+        "DELETE FROM conversations WHERE name = ? AND key = ?",
+        (flow.conversation, flow.conversation_key),
+    )
+    async with conn.execute(
+        "SELECT data FROM user_data WHERE user_id = ?", (flow.user_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return
+    data = json.loads(row[0])
+    flows = data.get(flow.flows_key)
+    if not isinstance(flows, dict) or flow.flow_key not in flows:
+        return
+    del flows[flow.flow_key]
+    if not flows:
+        del data[flow.flows_key]
+    if data:
+        await conn.execute(
+            "UPDATE user_data SET data = ? WHERE user_id = ?",
+            (json.dumps(data, separators=(",", ":")), flow.user_id),
+        )
+    else:
+        await conn.execute("DELETE FROM user_data WHERE user_id = ?", (flow.user_id,))

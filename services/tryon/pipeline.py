@@ -20,20 +20,36 @@ import asyncio
 import contextlib
 import enum
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from services.dashscope import DashScopeClient, DashScopeError, SubmitOutcomeUnknown, TaskState
+from services.dashscope import (
+    DashScopeClient,
+    DashScopeError,
+    ErrorKind,
+    SubmitOutcomeUnknown,
+    TaskState,
+)
 from services.dashscope.client import REFINER_MODEL
 from services.images.intake import ImageIntake
 from services.images.normalize import ImageRejected
-from services.model import FailureKind, InputImage, Job, JobKind, JobState
-from services.storage.jobs import JobStore
+from services.model import RESULT_LIFETIME, FailureKind, InputImage, Job, JobKind, JobState
+from services.storage.jobs import FlowEnd, JobStore
 from services.tryon.failures import Failure, failure_of
 from services.tryon.features import Features
 from services.tryon.garments import CROP_MARGIN, KeptGarments
-from services.tryon.ports import FileUnavailable, Notifier, Receipt, Stage, Undeliverable
+from services.tryon.ports import (
+    DeliveryAmbiguous,
+    DeliveryDeferred,
+    FileUnavailable,
+    Notifier,
+    Receipt,
+    Stage,
+    Undeliverable,
+    Unreachable,
+)
 from services.tryon.quota import Refusal
 from services.tryon.scheduler import TryOnScheduler
 
@@ -50,7 +66,22 @@ class CancelOutcome(enum.Enum):
 class RunnerConfig:
     poll_interval: float = 0.5
     task_deadline: float = 600.0
-    shutdown_grace: float = 6.0
+    # SIGTERM: a submit or a send on the wire gets this long to record its outcome, so the
+    # whole process exits within 8 s (Docker's default grace is 10 s).
+    shutdown_grace: float = 4.0
+    # Throttling/overload at submit: wait with growing back-off for up to this long.
+    busy_patience: float = 180.0
+    busy_base_delay: float = 1.0
+    busy_max_delay: float = 30.0
+    # A submit with an unknown outcome: list the account's tasks this many times, waiting
+    # reconcile_delay × attempt in between (a new task may take a moment to be listed).
+    reconcile_attempts: int = 4
+    reconcile_delay: float = 1.0
+    reconcile_margin: float = 5.0  # clock skew between us and DashScope, each side
+    submit_window: float = 60.0  # the latest a task may be created after the intent
+    # A result Telegram cannot take now: retried with back-off (first delay, cap).
+    delivery_base_delay: float = 5.0
+    delivery_max_delay: float = 300.0
 
 
 # Errors that end a job in an expected way (logged without a traceback).
@@ -83,6 +114,9 @@ class TryOnRunner:
         self._jobs: dict[str, Job] = {}  # the latest copy of every job this process runs
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._submits: dict[str, asyncio.Task[Job]] = {}
+        self._sends: dict[str, asyncio.Task[Job]] = {}
+        self._reuploaded: set[str] = set()  # jobs whose inputs were uploaded again (once)
+        self._stop_event = asyncio.Event()
         self._canceled: set[str] = set()
         self._stopping = False
         self._admission = asyncio.Lock()
@@ -91,14 +125,18 @@ class TryOnRunner:
     # ---- public API -------------------------------------------------------------------
 
     async def launch(
-        self, job: Job, admit: Callable[[], Awaitable[Refusal | None]] | None = None
+        self,
+        job: Job,
+        admit: Callable[[], Awaitable[Refusal | None]] | None = None,
+        flow: FlowEnd | None = None,
     ) -> Refusal | None:
-        """Stores a new job, tells its user it has begun, and starts it.
+        """Stores a new job and starts it; the status message is posted by the job itself.
 
         `admit` (the quota check) runs under one lock with the reservation and the insert,
         so two try-ons finishing at the same moment cannot both take the last one of the
         day. Raises QueueFull when the user already has a running and a waiting try-on.
         The row is written before anything else: from then on a restart finds the try-on.
+        With `flow`, the conversation that asked for it ends in the same transaction.
         """
         if job.kind is JobKind.TRYON:  # what the submit will send decides if HD is possible
             job = replace(job, refinable=self.client.refinable)
@@ -108,7 +146,7 @@ class TryOnRunner:
                 return refusal
             self.scheduler.reserve(job.id, job.user_id)
             try:
-                await self.store.create(job)
+                await self.store.create(job, flow)
             except BaseException:
                 self.scheduler.release(job.id)
                 raise
@@ -116,13 +154,7 @@ class TryOnRunner:
             "job %s created: user=%s chat=%s inputs=%s",
             job.id, job.user_id, job.chat_id, ",".join(job.inputs()),
         )  # fmt: skip
-        try:
-            receipt = await self.notifier.started(job)
-        except Exception as error:  # the try-on goes ahead without a status line
-            log.warning("job %s: no status message: %r", job.id, error)
-        else:
-            job = await self._moved(job, receipt, status_message_id=receipt.message_id)
-        self._start(job)
+        self._start(job, announce=True)
         return None
 
     async def resume(self) -> int:
@@ -130,18 +162,33 @@ class TryOnRunner:
         jobs = await self.store.active()
         for job in jobs:
             if job.state is JobState.SUBMITTING:
-                # The submit may or may not have reached DashScope: ask the user.
+                # The submit may or may not have reached DashScope: reconciled in _submit.
                 log.warning("job %s: interrupted between submit and task id", job.id)
-                job = await self._fail(job, Failure(FailureKind.INTERRUPTED))
-                await self.notifier.finished(job)
-                continue
             if job.state is JobState.RUNNING:
                 self.scheduler.adopt_running(job.id, job.user_id)
-            elif job.state is JobState.QUEUED:
+            elif job.state in (JobState.QUEUED, JobState.SUBMITTING):
                 self.scheduler.reserve(job.id, job.user_id)
             log.info("job %s resumed in state %s", job.id, job.state.value)
             self._start(job)
         return len(jobs)
+
+    async def redeliver(self, job: Job) -> bool:
+        """Sends a paid result again (the user came back, or pressed "Try again" after a
+        delivery problem); never submits. False when there is nothing (left) to send."""
+        running = self._tasks.get(job.id)
+        if running is not None:  # still telling the user how it ended: let it finish
+            await asyncio.wait({running}, timeout=10.0)
+            job = await self.store.get(job.id) or job
+            if job.id in self._tasks or job.state in (JobState.SUCCEEDED, JobState.DELIVERED):
+                return True
+        if job.result_url is None:
+            return False
+        if self._clock() - (job.finished_at or job.created_at) > RESULT_LIFETIME:
+            return False
+        job = await self.store.update(job, state=JobState.SUCCEEDED, error_kind=None)
+        log.info("job %s: sending its result again", job.id)
+        self._start(job)
+        return True
 
     async def cancel(self, chat_id: int, user_id: int) -> list[tuple[Job, CancelOutcome]]:
         outcomes = []
@@ -162,11 +209,12 @@ class TryOnRunner:
     async def stop(self) -> None:
         """Shutdown: in-flight jobs stay in the database and resume on the next start."""
         self._stopping = True
+        self._stop_event.set()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        # A submit already on the wire is allowed to finish so its task id is stored.
-        pending = [*tasks, *self._submits.values()]
+        # A submit or a send already on the wire may finish, so its outcome is stored.
+        pending = [*tasks, *self._submits.values(), *self._sends.values()]
         if pending:
             await asyncio.wait(pending, timeout=self.config.shutdown_grace)
 
@@ -179,6 +227,9 @@ class TryOnRunner:
         async with self._slot(job):
             job = await self._submit(job)
             job = await self._await_task(job)
+            if job.state is JobState.QUEUED:  # the task could not fetch an input: once more
+                job = await self._submit(job)
+                job = await self._await_task(job)
         job = await self._deliver(job)
         return job
 
@@ -222,7 +273,7 @@ class TryOnRunner:
     @contextlib.asynccontextmanager
     async def _slot(self, job: Job) -> AsyncIterator[None]:
         """One of the account's task slots, for as long as the task runs at DashScope."""
-        if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        if job.state not in (JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING):
             yield
             return
         self._stage(job, Stage.WAITING, self.scheduler.position(job.id))
@@ -230,6 +281,8 @@ class TryOnRunner:
             yield
 
     async def _submit(self, job: Job) -> Job:
+        if job.state is JobState.SUBMITTING:  # found so after a restart: the submit was sent
+            return await self._reconcile(job, FailureKind.INTERRUPTED)
         if job.state is not JobState.QUEUED:
             return job
         if job.id in self._canceled:
@@ -244,16 +297,42 @@ class TryOnRunner:
         return await asyncio.shield(submit)
 
     async def _submit_and_record(self, job: Job) -> Job:
-        job = await self._save(job, state=JobState.SUBMITTING, submit_intent_at=self._clock())
-        started = time.monotonic()
-        try:
-            task = await self._send(job)
-        except SubmitOutcomeUnknown:
-            raise
-        except DashScopeError as error:
-            # DashScope answered with an error: no task exists, nothing is billed.
-            await self._save(job, state=JobState.QUEUED)
-            raise failure_of(error) from error
+        busy_since: float | None = None
+        busy_round = 0
+        while True:
+            job = await self._save(job, state=JobState.SUBMITTING, submit_intent_at=self._clock())
+            started = time.monotonic()
+            try:
+                task = await self._send(job)
+                break
+            except SubmitOutcomeUnknown as error:
+                log.warning(
+                    "job %s: submit outcome unknown (%s); reconciling with the task list",
+                    job.id, error,
+                )  # fmt: skip
+                return await self._reconcile(job, FailureKind.SUBMIT_UNKNOWN)
+            except DashScopeError as error:
+                # DashScope refused it: no task exists, nothing is billed.
+                job = await self._save(job, state=JobState.QUEUED)
+                if _busy(error):
+                    now = time.monotonic()
+                    busy_since = busy_since if busy_since is not None else now
+                    if now - busy_since < self.config.busy_patience and not self._stopping:
+                        busy_round += 1
+                        delay = self._busy_delay(busy_round, error.retry_after)
+                        log.warning(
+                            "job %s: DashScope is busy (%s); waiting %.1f s (round %d)",
+                            job.id, error.code, delay, busy_round,
+                        )  # fmt: skip
+                        self._stage(job, Stage.BUSY)
+                        await self._pause(delay)
+                        self._stage(job, Stage.SUBMITTING)
+                        continue
+                elif _undownloadable(error) and job.id not in self._reuploaded:
+                    log.warning("job %s: DashScope could not fetch an input; uploading again")
+                    job = await self._reupload(job)
+                    continue
+                raise failure_of(error) from error
         job = await self._save(
             job,
             state=JobState.RUNNING,
@@ -279,6 +358,79 @@ class TryOnRunner:
                 _url(job.person), top, bottom, job.coarse_url, job.gender
             )
         return await self.client.submit(_url(job.person), top, bottom)
+
+    async def _reconcile(self, job: Job, unresolved: FailureKind) -> Job:
+        """A submit whose outcome is unknown: adopt its task if the account's task list
+        proves which one it is (the only task of this model in the submit's time window
+        that no job owns, with no other unresolved submit near it); otherwise end with
+        `unresolved`, whose notice offers a one-tap Try again. Never submits."""
+        self._stage(job, Stage.SUBMITTING)
+        intent = job.submit_intent_at or job.created_at
+        margin = self.config.reconcile_margin
+        start, latest = intent - margin, intent + self.config.submit_window
+        seen = "no answer from the task list"
+        for attempt in range(max(1, self.config.reconcile_attempts)):
+            if attempt:
+                await self._pause(self.config.reconcile_delay * attempt)
+            try:
+                listed = await self.client.list_tasks(
+                    start, min(self._clock(), latest) + margin, model=job.model
+                )
+            except DashScopeError as error:
+                log.warning("job %s: task list failed (%s)", job.id, error)
+                continue
+            owned = await self.store.owned_task_ids([t.task_id for t in listed])
+            free = [t for t in listed if t.task_id not in owned]
+            rivals = await self.store.unresolved_submits(
+                job.id, start - self.config.submit_window, latest + margin
+            )
+            if len(free) == 1 and not rivals:
+                task = free[0]
+                job = await self._save(
+                    job,
+                    state=JobState.RUNNING,
+                    task_id=task.task_id,
+                    task_status=None,
+                    submitted_at=intent,
+                )
+                log.info(
+                    "job %s: reconciled: adopted task %s, the only unowned %s task created "
+                    "in the submit's window (attempt %d)",
+                    job.id, task.task_id, job.model, attempt + 1,
+                )  # fmt: skip
+                return job
+            seen = f"{len(free)} unowned task(s), {len(rivals)} other unresolved submit(s)"
+            log.info("job %s: reconcile attempt %d: %s", job.id, attempt + 1, seen)
+        log.warning(
+            "job %s: submit outcome could not be proven (%s): asking the user", job.id, seen
+        )
+        raise Failure(unresolved)
+
+    async def _reupload(self, job: Job) -> Job:
+        """DashScope could not download an input (an oss:// file expired or vanished):
+        every input is uploaded afresh, once per job (the failed try-on cost nothing)."""
+        self._reuploaded.add(job.id)
+        for slot, image in job.inputs().items():
+            fresh = await self.intake.refresh(image, job.model)
+            assert fresh.url is not None and fresh.url_expires_at is not None
+            job = await self.store.set_uploaded(job, slot, fresh.url, fresh.url_expires_at)
+            job = _with_image(job, slot, fresh)
+            if job.id in self._jobs:
+                self._jobs[job.id] = job
+        return job
+
+    def _busy_delay(self, round_: int, retry_after: float | None) -> float:
+        growth: float = self.config.busy_base_delay * 2.0 ** (round_ - 1)
+        ceiling = min(self.config.busy_max_delay, growth)
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        return max(delay, min(retry_after or 0.0, self.config.busy_max_delay))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but a shutdown ends the wait (the job stays resumable)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+        if self._stopping:
+            raise asyncio.CancelledError
 
     async def _await_task(self, job: Job) -> Job:
         if job.state is not JobState.RUNNING:
@@ -324,6 +476,11 @@ class TryOnRunner:
             )
         error = state.error() or DashScopeError("Unknown", f"no result in {state.status} task")
         log.info("job %s: task %s ended %s: %s", job.id, job.task_id, state.status, state.code)
+        if _undownloadable(error) and job.id not in self._reuploaded:
+            # The failed task produced no image and cost nothing: upload again, run once more.
+            log.warning("job %s: the task could not fetch an input; uploading again", job.id)
+            job = await self._save(job, state=JobState.QUEUED, task_id=None, task_status=None)
+            return await self._reupload(job)
         raise failure_of(error) from None
 
     async def _deliver(self, job: Job) -> Job:
@@ -333,9 +490,49 @@ class TryOnRunner:
             return job
         assert job.result_url is not None
         self._stage(job, Stage.SENDING)
+        attempt = 0
+        while True:
+            try:
+                # Shielded: a send on the wire finishes (and is recorded) during shutdown.
+                send = asyncio.create_task(self._send_result(job), name=f"send-{job.id}")
+                self._sends[job.id] = send
+                send.add_done_callback(lambda _: self._sends.pop(job.id, None))
+                return await asyncio.shield(send)
+            except Unreachable as error:
+                # Blocked: no more calls; offered again when the user comes back.
+                log.warning(
+                    "job %s: user unreachable (%s); result kept for their return", job.id, error
+                )
+                return await self._save(job, state=JobState.UNDELIVERED)
+            except DeliveryAmbiguous as error:
+                log.warning(
+                    "job %s: result send ambiguous twice (%s): it may have arrived; "
+                    "not sent again", job.id, error,
+                )  # fmt: skip
+                return await self._save(job, state=JobState.DELIVERED, delivered_at=self._clock())
+            except (DeliveryDeferred, DashScopeError) as error:
+                if isinstance(error, DashScopeError) and not error.retryable:
+                    raise
+                attempt += 1
+                expires = (job.finished_at or job.created_at) + RESULT_LIFETIME
+                delay = min(
+                    self.config.delivery_max_delay,
+                    self.config.delivery_base_delay * 2 ** (attempt - 1),
+                )
+                if self._clock() + delay > expires:
+                    raise Failure(FailureKind.TASK_EXPIRED) from error
+                log.warning(
+                    "job %s: result not delivered yet (%s); retrying in %.0f s (attempt %d)",
+                    job.id, error, delay, attempt,
+                )  # fmt: skip
+                await self._pause(delay)
+
+    async def _send_result(self, job: Job) -> Job:
+        assert job.result_url is not None
         started = time.monotonic()
         data = await self.client.download_result(job.result_url)
         receipt = await self.notifier.deliver(job, data)
+        # Delivered and Telegram's message id in one write.
         job = await self._moved(
             job,
             receipt,
@@ -353,12 +550,23 @@ class TryOnRunner:
 
     # ---- around the steps -------------------------------------------------------------
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job, *, announce: bool = False) -> None:
         self._jobs[job.id] = job
-        self._tasks[job.id] = asyncio.create_task(self._run(job), name=f"tryon-{job.id}")
+        self._tasks[job.id] = asyncio.create_task(self._run(job, announce), name=f"tryon-{job.id}")
 
-    async def _run(self, job: Job) -> None:
+    async def _announce(self, job: Job) -> Job:
+        """The status line of a new job; a courtesy, so any failure just skips it."""
         try:
+            receipt = await self.notifier.started(job)
+        except Exception as error:  # the try-on goes ahead without a status line
+            log.warning("job %s: no status message: %r", job.id, error)
+            return job
+        return await self._moved(job, receipt, status_message_id=receipt.message_id)
+
+    async def _run(self, job: Job, announce: bool = False) -> None:
+        try:
+            if announce:
+                job = await self._announce(job)
             job = await self._execute(job)
         except asyncio.CancelledError:
             if job.id in self._canceled:
@@ -474,6 +682,17 @@ class TryOnRunner:
         if current.state is not JobState.QUEUED:
             return current
         return await self._fail(current, Failure(FailureKind.CANCELED))
+
+
+def _busy(error: DashScopeError) -> bool:
+    """Throttling or overload: a refusal before any task exists, worth waiting out."""
+    return error.kind is ErrorKind.THROTTLED or error.code == "ModelUnavailable"
+
+
+def _undownloadable(error: DashScopeError) -> bool:
+    """DashScope could not fetch an input: "Unable to download the media resource…", or
+    `InvalidURL` for an oss:// URL the bot made itself (the object expired or vanished)."""
+    return error.kind is ErrorKind.INVALID_URL
 
 
 def _stage_of(task_status: str | None) -> Stage:

@@ -23,6 +23,7 @@ class Stage(enum.StrEnum):
     QUEUED_REMOTE = "queued_remote"  # accepted, but PENDING at DashScope (busy account)
     GENERATING = "generating"
     SENDING = "sending"
+    BUSY = "busy"  # DashScope throttles or is overloaded: waiting in line with back-off
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,20 @@ class Receipt:
 
 class Undeliverable(Exception):
     """The chat refuses messages for good (blocked, kicked, deleted, a bad request)."""
+
+
+class Unreachable(Undeliverable):
+    """The user blocked the bot (or left): nothing can reach them until they come back."""
+
+
+class DeliveryDeferred(Exception):
+    """Telegram cannot take the message now (an outage, a long flood wait, shutdown):
+    nothing was posted; try again later."""
+
+
+class DeliveryAmbiguous(Exception):
+    """The send left but its answer was lost, twice: the message may have been posted
+    (once or twice); it is not sent again."""
 
 
 class FileUnavailable(Exception):
@@ -58,7 +73,9 @@ class Notifier(Protocol):
         ...
 
     async def deliver(self, job: Job, image: bytes) -> Receipt:
-        """Hands the result to the user; raises Undeliverable when the chat refuses it."""
+        """Hands the result to the user (a closed or deleted topic falls back to the chat's
+        general thread). Raises Unreachable (blocked), Undeliverable (refused for good),
+        DeliveryDeferred (not now: retry later) or DeliveryAmbiguous (maybe posted)."""
         ...
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:

@@ -17,10 +17,21 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.persistence import SQLitePersistence
 from bot.settings import Settings
-from handlers import bursts, commands, guards, housekeeping, language, results
+from handlers import (
+    albums,
+    bursts,
+    commands,
+    compare,
+    guards,
+    history,
+    housekeeping,
+    language,
+    results,
+)
+from handlers.batches import BatchNotifier
 from handlers.context import CONTEXT_TYPES, SERVICES_KEY, BotServices
 from handlers.conversation import build_conversation
-from handlers.delivery import StatusConfig, TelegramNotifier
+from handlers.delivery import StatusConfig
 from handlers.errors import on_error
 from handlers.gateway import TelegramFiles, TelegramGateway
 from handlers.ordering import PerUserOrderedProcessor
@@ -78,6 +89,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     guards.register(application)
     language.register(application)
     application.add_handler(build_conversation())
+    albums.register(application)
+    compare.register(application)  # before commands: its private catch-all takes commands too
+    history.register(application)
     commands.register(application)
     results.register(application)
     housekeeping.register(application)
@@ -165,8 +179,12 @@ def build_services(
     scheduler = TryOnScheduler(SchedulerLimits(max_concurrent=settings.max_concurrent))
     features = Features(hd=settings.hd)
     garments = KeptGarments(intake, dashscope, CropStore(db))
-    notifier = TelegramNotifier(
-        gateway, texts, StatusConfig(status_interval=settings.status_interval), features
+    notifier = BatchNotifier(
+        gateway,
+        texts,
+        StatusConfig(status_interval=settings.status_interval),
+        features,
+        store=store,
     )
     runner = TryOnRunner(
         store=store,

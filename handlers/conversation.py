@@ -15,7 +15,7 @@ import logging
 import warnings
 from typing import Any
 
-from telegram import Message, Update
+from telegram import InlineKeyboardButton, Message, Update
 from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
@@ -25,6 +25,24 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBUserWarning
 
+from handlers.albums import (
+    ALBUM_ITEM,
+    CONFIRM,
+    on_album_fix,
+    on_album_go,
+    on_album_item,
+    on_confirm_input,
+    seen_album,
+)
+from handlers.batches import (
+    BATCH,
+    offer_seen_album,
+    on_batch_chosen,
+    on_batch_each,
+    on_batch_input,
+    on_batch_pick,
+    start_batch,
+)
 from handlers.bursts import taken
 from handlers.common import say, thread_of
 from handlers.context import Context
@@ -49,15 +67,23 @@ log = logging.getLogger(__name__)
 END = ConversationHandler.END
 
 
-async def advance(update: Update, context: Context, draft: Draft, note: str = "") -> object:
+async def advance(
+    update: Update,
+    context: Context,
+    draft: Draft,
+    note: str = "",
+    extra: list[list[InlineKeyboardButton]] | None = None,
+) -> object:
     """Asks for the next missing input, or submits when the draft is complete."""
     chat = update.effective_chat
     assert chat is not None and context.user_data is not None
+    if draft.batch_go and draft.person is not None:
+        return await start_batch(update, context, draft)
     step = draft.next_step()
     if step is None:
         return await submit(update, context, draft)
     save_draft(context.user_data, chat.id, draft)
-    return await ask(update, context, draft, step, note)
+    return await ask(update, context, draft, step, note, extra)
 
 
 async def submit(update: Update, context: Context, draft: Draft) -> object:
@@ -133,6 +159,9 @@ async def on_tryon(update: Update, context: Context) -> object:
     if refused is not None:
         await say(update, context, refused)
         return END
+    album = seen_album(context, target) if target is not None else []
+    if len(album) >= 2:  # replying to an album: several garments at once
+        return await offer_seen_album(update, context, album)
     draft = Draft(lang=context.lang, thread_id=thread_of(message), pending_garment=garment)
     draft.last_message_id = message.message_id
     save_draft(context.user_data, chat.id, draft)
@@ -315,7 +344,9 @@ def build_conversation() -> ConversationHandler[Any]:
     step_input = only_messages & INPUT_MESSAGE
     photo = step_input & PHOTO_INPUT
     other = step_input & ~filters.COMMAND & ~PHOTO_INPUT
+    # An album's first item collects the album, then takes it as one input (albums.py).
     photo_step = [
+        MessageHandler(photo & ALBUM_ITEM, on_album_item),
         MessageHandler(photo, on_photo),
         MessageHandler(other, on_wrong_input),
     ]
@@ -324,9 +355,10 @@ def build_conversation() -> ConversationHandler[Any]:
         CallbackQueryHandler(on_skip, pattern=pattern(Action.SKIP)),
     ]
     keep = [
-        CommandHandler("keep", on_keep, filters=only_messages, block=False),
-        CallbackQueryHandler(on_keep, pattern=pattern(Action.KEEP), block=False),
+        CommandHandler("keep", on_keep, filters=only_messages),
+        CallbackQueryHandler(on_keep, pattern=pattern(Action.KEEP)),
     ]
+    album_fix = CallbackQueryHandler(on_album_fix, pattern=pattern(Action.ALBUM_FIX))
     with warnings.catch_warnings():
         # One flow per user and chat is the intent; per_message tracking is not wanted.
         warnings.filterwarnings("ignore", "If 'per_message=False'", PTBUserWarning)
@@ -350,8 +382,20 @@ def build_conversation() -> ConversationHandler[Any]:
                     *skip,
                     *keep,
                     CallbackQueryHandler(on_other_person, pattern=pattern(Action.OTHER_PERSON)),
+                    album_fix,
                 ],
-                BOTTOM: [*photo_step, *skip, *keep],
+                BOTTOM: [*photo_step, *skip, *keep, album_fix],
+                CONFIRM: [
+                    CallbackQueryHandler(on_album_go, pattern=pattern(Action.ALBUM_GO)),
+                    album_fix,
+                    MessageHandler(step_input & ~filters.COMMAND, on_confirm_input),
+                ],
+                BATCH: [
+                    CallbackQueryHandler(on_batch_each, pattern=pattern(Action.BATCH_EACH)),
+                    CallbackQueryHandler(on_batch_pick, pattern=pattern(Action.BATCH_PICK)),
+                    CallbackQueryHandler(on_batch_chosen, pattern=pattern(Action.BATCH_CHOSEN)),
+                    MessageHandler(step_input & ~filters.COMMAND, on_batch_input),
+                ],
                 CATEGORY: [
                     CallbackQueryHandler(on_category, pattern=pattern(Action.CATEGORY)),
                     MessageHandler(step_input & ~filters.COMMAND, on_wrong_input),

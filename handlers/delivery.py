@@ -190,23 +190,28 @@ class TelegramNotifier:
         caption = result_caption(self.texts, job)
         as_document = not fits_send_photo(image)
         hd = self.features.hd and can_refine(job)
-        try:
-            return await self._to_chat(
-                job,
-                lambda j: self.gateway.deliver(
+
+        async def send(j: Job) -> Message:
+            message = await self.gateway.deliver(
+                j.chat_id,
+                self.gateway.image_sender(
                     j.chat_id,
-                    self.gateway.image_sender(
-                        j.chat_id,
-                        image,
-                        caption,
-                        thread_id=j.thread_id,
-                        reply_to=j.request_message_id,
-                        markup=result_markup(self.texts, j.lang, j.id, j.user_id, hd=hd),
-                        as_document=as_document,
+                    image,
+                    caption,
+                    thread_id=j.thread_id,
+                    reply_to=j.request_message_id,
+                    markup=result_markup(
+                        self.texts, j.lang, j.id, j.user_id, hd=hd, compare=j.chat_id < 0
                     ),
-                    max_ambiguous=1,  # a lost answer: resent at most once (a duplicate > a loss)
+                    as_document=as_document,
                 ),
+                max_ambiguous=1,  # a lost answer: resent at most once (a duplicate > a loss)
             )
+            await self.result_sent(j, message)
+            return message
+
+        try:
+            return await self._to_chat(job, send)
         except AmbiguousSend as error:
             raise DeliveryAmbiguous(str(error)) from error
         except Forbidden as error:
@@ -246,6 +251,9 @@ class TelegramNotifier:
             raise Undeliverable(str(error)) from error
         except TelegramError as error:  # an outage, flood control beyond the wait, shutdown
             raise DeliveryDeferred(str(error)) from error
+
+    async def result_sent(self, job: Job, message: Message) -> None:
+        """A result reached the chat (a hook: batches.py keeps its file id for /history)."""
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         try:

@@ -31,6 +31,9 @@ class Draft:
     pending_garment: InputImage | None = None  # "try this on": kind not chosen yet
     last_message_id: int | None = None  # the result replies to the user's last input
     keep: str | None = None  # the garment step where the person keeps their own
+    batch: list[InputImage] = field(default_factory=list)  # garments to try one by one
+    batch_slot: str | None = None  # the slot the batch's garments go into
+    batch_go: bool = False  # "try each one on" chosen; submits once the person is known
     updated_at: float = field(default_factory=time.time)
 
     def next_step(self) -> str | None:
@@ -51,7 +54,8 @@ class Draft:
             for key in ("person", "top", "bottom", "pending_garment")
             if (value := data.get(key)) is not None or key in data
         }
-        return cls(**{**data, **images})
+        batch = [InputImage(**item) for item in data.get("batch", [])]
+        return cls(**{**data, **images, "batch": batch})
 
 
 def flow_end(chat_id: int, user_id: int) -> FlowEnd:

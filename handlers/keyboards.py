@@ -38,6 +38,13 @@ class Action(enum.StrEnum):
     HD = "hd"  # refine a result (aitryon-refiner)
     HD_SURE = "hdy"  # …confirmed, when few try-ons are left today
     GENDER = "gender"  # argument "<woman|man>-<job id or ->": for HD, kept in the profile
+    ALBUM_FIX = "afix"  # an album's guessed role corrected: tb, pt or t2b
+    ALBUM_GO = "go"  # try on what the album filled in
+    BATCH_EACH = "each"  # try each garment of a batch on
+    BATCH_PICK = "pick"  # pick one garment of a batch (shows the numbers)
+    BATCH_CHOSEN = "chose"  # the number picked
+    COMPARE = "cmp"  # collage of the last results (with a poll in groups)
+    HISTORY = "hist"  # re-send a past result
 
 
 @dataclass(frozen=True)
@@ -140,21 +147,28 @@ def gender_row(
 
 
 def result_markup(
-    texts: Texts, lang: str, job_id: str, owner: int, *, hd: bool = False
+    texts: Texts,
+    lang: str,
+    job_id: str,
+    owner: int,
+    *,
+    hd: bool = False,
+    compare: bool = False,
 ) -> InlineKeyboardMarkup:
     second = [button(texts, lang, "btn_take", callback(Action.TAKE, owner, job_id))]
     if hd:
         second.append(button(texts, lang, "btn_hd", callback(Action.HD, owner, job_id)))
-    return InlineKeyboardMarkup(
+    rows = [
+        [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
+        second,
         [
-            [button(texts, lang, "btn_full_size", callback(Action.FULL, owner, job_id))],
-            second,
-            [
-                button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
-                button(texts, lang, "btn_new", callback(Action.NEW, owner)),
-            ],
-        ]
-    )
+            button(texts, lang, "btn_again", callback(Action.AGAIN, owner, job_id)),
+            button(texts, lang, "btn_new", callback(Action.NEW, owner)),
+        ],
+    ]
+    if compare:  # in groups: "which one?" with the user's last results
+        rows.append([button(texts, lang, "btn_compare", callback(Action.COMPARE, owner))])
+    return InlineKeyboardMarkup(rows)
 
 
 def confirm_markup(

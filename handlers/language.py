@@ -35,8 +35,8 @@ from handlers.texts import (
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "language", "forget")
-GROUP_COMMANDS = ("tryon", "me", "cancel", "help", "language")
+PRIVATE_COMMANDS = ("tryon", "me", "cancel", "help", "compare", "history", "language", "forget")
+GROUP_COMMANDS = ("tryon", "me", "cancel", "help", "compare", "history", "language")
 
 
 def menu_code(lang: str) -> str | None:

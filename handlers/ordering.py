@@ -8,14 +8,17 @@ waits for their previous step instead of racing it, and one slow chat (a flood w
 big photo) holds up nobody else. Updates without a user or chat run at once.
 
 `waiting(chat_id, user_id)` lists the updates queued behind the pair's current one
-(handlers/bursts.py uses it to notice a burst while its first photo is handled).
+(handlers/bursts.py uses it to notice a burst while its first photo is handled), and
+`on_arrival(listener)` tells a listener of every update as it arrives, before it waits
+for its turn (handlers/albums.py collects an album's items that way while its first item
+is handled).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Update
@@ -44,6 +47,11 @@ class PerUserOrderedProcessor(BaseUpdateProcessor):
         self._running = asyncio.Semaphore(running)
         self._tails: dict[Key, asyncio.Future[None]] = {}
         self._waiting: dict[Key, list[object]] = {}
+        self._arrival: list[Callable[[object], None]] = []
+
+    def on_arrival(self, listener: Callable[[object], None]) -> None:
+        """`listener(update)` for every update, as it arrives (before its turn)."""
+        self._arrival.append(listener)
 
     async def initialize(self) -> None:
         """Nothing to set up."""
@@ -64,6 +72,8 @@ class PerUserOrderedProcessor(BaseUpdateProcessor):
         return self.current_concurrent_updates
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        for listener in self._arrival:
+            listener(update)
         key = key_of(update)
         if key is None:
             async with self._running:

@@ -3,7 +3,7 @@ mode delivers replies to the bot's own messages, and nothing else)."""
 
 from __future__ import annotations
 
-from telegram import ForceReply, InlineKeyboardMarkup, Update
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 from telegram.helpers import mention_html
 
@@ -15,9 +15,17 @@ from handlers.keyboards import TOP, category_markup, other_person_row, step_mark
 CATEGORY, ME = "category", "me"  # conversation states besides the photo steps
 
 
-async def ask(update: Update, context: Context, draft: Draft, step: str, note: str = "") -> str:
+async def ask(
+    update: Update,
+    context: Context,
+    draft: Draft,
+    step: str,
+    note: str = "",
+    extra: list[list[InlineKeyboardButton]] | None = None,
+) -> str:
     """Prompts for a step. Groups get a ForceReply, private chats get buttons; both
-    mention the typed commands."""
+    mention the typed commands. `extra` rows (an album's fix buttons) go above the
+    step's buttons, or in groups on the note, sent first."""
     user = update.effective_user
     assert user is not None
     texts = context.texts
@@ -31,6 +39,8 @@ async def ask(update: Update, context: Context, draft: Draft, step: str, note: s
             from_profile=draft.from_profile,
             after_top=draft.top is not None,
         )
+        if extra:
+            markup = InlineKeyboardMarkup([*extra, *markup.inline_keyboard])
     elif update.callback_query is not None:
         reply_to = draft.last_message_id  # after a button, reply to the user's last message
     if is_group(update) and step == TOP and draft.from_profile:
@@ -41,6 +51,16 @@ async def ask(update: Update, context: Context, draft: Draft, step: str, note: s
         other = InlineKeyboardMarkup([other_person_row(texts, draft.lang, user.id)])
         await say(
             update, context, offer, markup=other, reply_to=reply_to, thread_id=draft.thread_id
+        )
+        note = ""
+    if is_group(update) and extra and note:
+        await say(
+            update,
+            context,
+            note,
+            markup=InlineKeyboardMarkup(extra),
+            reply_to=reply_to,
+            thread_id=draft.thread_id,
         )
         note = ""
     text = context.t(f"ask_{step}", draft.lang)

@@ -166,6 +166,12 @@ class Job:
     coarse_url: str | None = None
     gender: str | None = None
     source_id: str | None = None
+    # A batch (one garment of several tried on with the same person, issue 12): which
+    # batch, this job's 1-based number in it, and how many jobs the batch has.
+    batch_id: str | None = None
+    batch_index: int | None = None
+    batch_size: int | None = None
+    result_file_id: str | None = None  # Telegram file id of the delivered result (/history)
 
     def image(self, slot: str) -> InputImage | None:
         image: InputImage | None = getattr(self, slot)

@@ -550,9 +550,11 @@ async def test_commands_are_registered_per_scope_and_language(
     def names(scope: str, lang: str = "") -> list[str]:
         return [c["command"] for c in tg.commands_for(scope, lang)]
 
-    assert names("all_private_chats") == ["tryon", "me", "cancel", "help", "language", "forget"]
+    private = ["tryon", "me", "cancel", "help", "compare", "history", "language", "forget"]
+    assert names("all_private_chats") == private
     assert names("all_private_chats", "zh") == names("all_private_chats")
-    assert names("all_group_chats") == ["tryon", "me", "cancel", "help", "language"]
+    group = ["tryon", "me", "cancel", "help", "compare", "history", "language"]
+    assert names("all_group_chats") == group
     assert names("all_group_chats", "zh") == names("all_group_chats")
     zh = {c["command"]: c["description"] for c in tg.commands_for("all_group_chats", "zh")}
     en = {c["command"]: c["description"] for c in tg.commands_for("all_group_chats")}

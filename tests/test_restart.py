@@ -395,3 +395,43 @@ async def test_sigterm_never_waits_on_a_flood_controlled_group(
     assert took < 8.0
     assert operator.job_states() == ["succeeded"]  # resumable: delivered on the next start
     assert "was not yet resolved" not in operator.logs()
+
+
+async def test_a_batch_survives_a_restart_and_arrives_as_one_album(
+    tg: FakeTelegram, ds: FakeDashScope, operator: Bot
+) -> None:
+    """Issue 12: a batch killed mid-way resumes, and its results still come as one album."""
+    ds.hold_tasks()
+    await operator.start()
+    ann = Actor(tg, 3009)
+    await ann.command("tryon")
+    await ann.photo(jpeg(seed=1))
+    since = len(tg.sent)
+    await tg.send_album_items(ann.chat, ann.user, [jpeg(seed=n) for n in (2, 3, 4)])
+    offer = await ann.next_from_bot(since, lambda m: "Try each one on" in str(m.buttons))
+    await ann.press(offer, "Try each one on", predicate=lambda m: "ready" in m.body)
+    await operator.until(lambda: "running" in operator.job_states())
+    await operator.stop(signal.SIGKILL)
+    ds.hold_tasks(False)
+    for submit in ds.submits:  # the line was empty: the batch may have had two running
+        ds.complete(submit["task_id"])
+    await operator.start()
+    album = await tg.wait_for(  # an album, or one photo if only one try-on made it
+        lambda: (
+            [m for m in tg.messages_to(ann.chat_id) if (m.caption or "").startswith("👕")] or None
+        ),
+        timeout=20,
+    )
+    # Every garment is accounted for once: in the album, or named in its caption (a job
+    # killed mid-submit is never resubmitted silently: the user is told).
+    captions = [m.caption or "" for m in album]
+    numbers = [c.split("\n")[0] for c in captions]
+    failed = captions[0].count("didn't work")
+    assert len(numbers) + failed == 3 and numbers == sorted(numbers)
+    await operator.until(
+        lambda: (
+            sorted(operator.job_states())
+            == sorted(["delivered"] * (3 - failed) + ["interrupted"] * failed)
+        )
+    )
+    assert len(tg.calls_of("sendMediaGroup")) == (1 if len(numbers) > 1 else 0)

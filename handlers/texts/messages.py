@@ -431,3 +431,129 @@ message(
     "stage_busy",
     "🚦 The try-on service is very busy; your try-on is waiting in line and will start by itself…",
 )
+
+# ---- albums, batches, compare and history ------------------------------------------------
+
+message("album_received", "📥 Got your album:")
+message("album_role_person", "📸 Photo {number} → person")
+message("album_role_top", "👕 Photo {number} → top")
+message("album_role_bottom", "👖 Photo {number} → bottom")
+message("album_role_dress", "👗 Photo {number} → dress")
+message(
+    "album_partial",
+    "ℹ️ Only one photo of your album reached me: in groups I only see photos that reply to my "
+    "message. I'm using this one; send the others as replies to my next message.",
+)
+message(
+    "album_too_many",
+    "That album has more garments than I can use at once. Send the person first, then up to "
+    "{most} tops (or up to {most} bottoms) as an album, or caption each photo: “me”, “top”, "
+    "“bottom” or “dress”. Nothing was tried on.",
+)
+message(
+    "album_several_people",
+    "That album has more than one photo captioned as the person. I can dress one person at a "
+    "time: send the album again with one “me” photo. Nothing was tried on.",
+)
+message(
+    "album_no_person",
+    "I need a photo of the person first, and every photo of that album is captioned as a "
+    "garment. Send the person photo, or caption it “me”. Nothing was tried on.",
+)
+message(
+    "album_not_photo",
+    "Item {number} of that album isn't a picture I can use. Please send the album again with "
+    "photos only.",
+)
+message("album_photo_rejected", "Photo {number} of the album: {reason}")
+message("album_confirm", "Tap “Try it on” if that's right, or fix it with the buttons.")
+message(
+    "album_confirm_hint", "Please tap “Try it on”, fix the photos with the buttons, or /cancel."
+)
+message("album_fixed", "✅ Fixed.")
+message("btn_album_go", "✅ Try it on")
+message("btn_album_swap", "⇄ Swap top and bottom")
+message("btn_album_person_is_top", "⇄ Swap person and top")
+message("btn_album_top_is_bottom", "👖 The garment is a bottom")
+
+plural(
+    "batch_offer_top",
+    "You sent {n} top. Try it on (one try-on), or pick one?",
+    "You sent {n} tops. Try each one on (one try-on per top, {n} try-ons), or pick one?",
+)
+
+plural(
+    "batch_offer_bottom",
+    "You sent {n} bottom. Try it on (one try-on), or pick one?",
+    "You sent {n} bottoms. Try each one on (one try-on per bottom, {n} try-ons), or pick one?",
+)
+
+plural(
+    "batch_quota_left",
+    "You have {n} try-on left today.",
+    "You have {n} try-ons left today.",
+)
+
+plural(
+    "btn_batch_each",
+    "👕 Try it on ({n})",
+    "👕 Try each one on ({n})",
+)
+message("btn_batch_pick", "☝️ Pick one")
+message("batch_which", "Which one? (numbers in the order of your album)")
+message("batch_hint", "Please tap “Try each one on” or “Pick one”, or /cancel.")
+
+plural(
+    "batch_refused",
+    "Trying each one on needs {n} try-on, but you have {left} left. Pick one instead, or send "
+    "fewer.",
+    "Trying each one on needs {n} try-ons, but you have {left} left. Pick one instead, or "
+    "send fewer.",
+)
+
+plural(
+    "batch_status",
+    "🧺 {ready} of {n} ready",
+    "🧺 {ready} of {n} ready",
+)
+message("batch_item_caption", "👕 {number}")
+message("batch_item_failed", "⚠️ {number} didn't work: {reason}")
+message("batch_all_failed", "😕 None of the garments worked:")
+
+plural(
+    "batch_done",
+    "✨ Your try-on is above. Tap its number for the full size.",
+    "✨ Your {n} try-ons are above. Tap a number for its full size, or compare them.",
+)
+message("btn_full_size_n", "📎 {number}")
+message("btn_compare", "🆚 Compare")
+message(
+    "compare_none",
+    "I need at least 2 of your try-ons from the last 24 hours to compare. Try on a few "
+    "garments first.",
+)
+message("compare_caption", "🆚 Which one? 1–{count}, left to right.")
+message("compare_poll_question", "Which one?")
+message("compare_poll_option", "Number {number}")
+
+plural(
+    "compare_private_hint",
+    "🆚 Your last try-on. Forward this picture to your friends to ask what they think.",
+    "🆚 Your last {n} try-ons, left to right. Forward this picture to your friends to ask "
+    "which one they like.",
+)
+message(
+    "compare_failed",
+    "I couldn't fetch your earlier results from Telegram. Please try again in a moment.",
+)
+message("history_empty", "No try-ons to show: results are kept for 24 hours.")
+message(
+    "history_title",
+    "🕘 Your recent try-ons (newest first). Tap one to see it again; it costs nothing.",
+)
+message("history_item", "{number}. {when} UTC")
+message("history_gone", "That try-on is no longer available.")
+message("cmd_compare", "Compare your last try-ons")
+message("cmd_history", "Your recent try-ons")
+message("btn_retry_n", "🔁 {number}")
+message("batch_retry_hint", "Tap a number to try that garment again.")

@@ -135,6 +135,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (file_unique_id, slot)
     );
     """,
+    # 5: batches (several garments with one person) and the delivered result's
+    # Telegram file id (/history, compare).
+    """
+    ALTER TABLE jobs ADD COLUMN batch_id TEXT;
+    ALTER TABLE jobs ADD COLUMN batch_index INTEGER;
+    ALTER TABLE jobs ADD COLUMN batch_size INTEGER;
+    ALTER TABLE jobs ADD COLUMN result_file_id TEXT;
+    CREATE INDEX jobs_by_batch ON jobs (batch_id);
+    CREATE INDEX jobs_by_user_delivered ON jobs (user_id, delivered_at);
+    """,
 )
 LEDGER_VERSION = 3
 FILE_MODE = 0o600  # the database holds user ids, file ids and signed result URLs

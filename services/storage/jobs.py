@@ -90,6 +90,10 @@ def _row_to_job(row: aiosqlite.Row) -> Job:
         coarse_url=row["coarse_url"],
         gender=row["gender"],
         source_id=row["source_id"],
+        batch_id=row["batch_id"],
+        batch_index=row["batch_index"],
+        batch_size=row["batch_size"],
+        result_file_id=row["result_file_id"],
     )
 
 
@@ -115,6 +119,25 @@ class JobStore:
     async def create(self, job: Job, flow: FlowEnd | None = None) -> Job:
         """Inserts the job; with `flow`, in the same transaction, ends the conversation and
         drops its draft, so a crash leaves a running job or an open flow, never both."""
+        await self.create_all([job], flow)
+        return job
+
+    async def create_all(self, jobs: list[Job], flow: FlowEnd | None = None) -> None:
+        """Inserts several jobs (a batch) and ends their flow in one transaction."""
+        salt = await self._ledger_salt()
+        rows = [self._columns(job, salt) for job in jobs]
+        async with self._db.transaction() as conn:
+            for columns in rows:
+                names = ", ".join(columns)
+                marks = ", ".join("?" for _ in columns)
+                await conn.execute(
+                    f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
+                )
+            if flow is not None:
+                await _end_flow(conn, flow)
+
+    @staticmethod
+    def _columns(job: Job, salt: str) -> dict[str, Any]:
         columns: dict[str, Any] = {
             "id": job.id,
             "chat_id": job.chat_id,
@@ -136,6 +159,9 @@ class JobStore:
             "coarse_url": job.coarse_url,
             "gender": job.gender,
             "source_id": job.source_id,
+            "batch_id": job.batch_id,
+            "batch_index": job.batch_index,
+            "batch_size": job.batch_size,
         }
         for slot, img in job.inputs().items():
             columns |= {
@@ -146,17 +172,8 @@ class JobStore:
             }
         if job.task_id is not None:
             columns |= {"task_id": job.task_id, "task_status": job.task_status}
-        salt = await self._ledger_salt()
         columns["ledger_key"] = ledger.user_key(salt, columns["day"], job.user_id)
-        names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(columns.values())
-            )
-            if flow is not None:
-                await _end_flow(conn, flow)
-        return job
+        return columns
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -309,6 +326,34 @@ class JobStore:
                 f"WHERE user_id = ? AND state IN ({_marks(active)})",
                 (user_id, *active),
             )
+
+    # ---- batches and past results (issue 12) -------------------------------------------
+
+    async def batch(self, batch_id: str) -> list[Job]:
+        """Every job of a batch, in the order its garments were sent."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,)
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def set_result_file(self, job_id: str, file_id: str) -> None:
+        await self._db.execute(
+            "UPDATE jobs SET result_file_id = ?, updated_at = ? WHERE id = ?",
+            (file_id, time.time(), job_id),
+        )
+
+    async def recent_results(
+        self, user_id: int, chat_id: int, since: float, limit: int = 10
+    ) -> list[Job]:
+        """The user's try-ons in a chat whose result Telegram accepted (its file id is
+        kept then), made since `since`, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM jobs WHERE user_id = ? AND chat_id = ? "
+            "AND result_file_id IS NOT NULL AND created_at >= ? "
+            "ORDER BY created_at DESC, batch_index DESC LIMIT ?",
+            (user_id, chat_id, since, limit),
+        )
+        return [_row_to_job(row) for row in rows]
 
 
 async def _end_flow(conn: aiosqlite.Connection, flow: FlowEnd) -> None:

@@ -51,7 +51,7 @@ from services.tryon.ports import (
     Unreachable,
 )
 from services.tryon.quota import Refusal
-from services.tryon.scheduler import TryOnScheduler
+from services.tryon.scheduler import QueueFull, TryOnScheduler
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class TryOnRunner:
             refusal = await admit() if admit is not None else None
             if refusal is not None:
                 return refusal
-            self.scheduler.reserve(job.id, job.user_id)
+            self.scheduler.reserve(job.id, job.user_id, job.batch_id)
             try:
                 await self.store.create(job, flow)
             except BaseException:
@@ -157,6 +157,36 @@ class TryOnRunner:
         self._start(job, announce=True)
         return None
 
+    async def launch_batch(
+        self,
+        jobs: list[Job],
+        admit: Callable[[int], Awaitable[Refusal | None]],
+        flow: FlowEnd | None = None,
+    ) -> Refusal | None:
+        """Stores and starts the jobs of one batch, all or none: `admit(n)` checks the quota
+        for all of them under the admission lock, and the batch is one request for the
+        user's allowance (QueueFull when they hold all their places already)."""
+        async with self._admission:
+            refusal = await admit(len(jobs))
+            if refusal is not None:
+                return refusal
+            if not self.scheduler.has_room(jobs[0].user_id):
+                raise QueueFull(0, 0)
+            try:
+                for job in jobs:
+                    self.scheduler.reserve(job.id, job.user_id, job.batch_id)
+                await self.store.create_all(jobs, flow)
+            except BaseException:
+                for job in jobs:
+                    self.scheduler.release(job.id)
+                raise
+        log.info(
+            "batch %s created: %d jobs for user %s", jobs[0].batch_id, len(jobs), jobs[0].user_id
+        )
+        for job in jobs:
+            self._start(job, announce=True)
+        return None
+
     async def resume(self) -> int:
         """Picks up every job a previous run left unfinished; returns how many."""
         jobs = await self.store.active()
@@ -165,9 +195,9 @@ class TryOnRunner:
                 # The submit may or may not have reached DashScope: reconciled in _submit.
                 log.warning("job %s: interrupted between submit and task id", job.id)
             if job.state is JobState.RUNNING:
-                self.scheduler.adopt_running(job.id, job.user_id)
+                self.scheduler.adopt_running(job.id, job.user_id, job.batch_id)
             elif job.state in (JobState.QUEUED, JobState.SUBMITTING):
-                self.scheduler.reserve(job.id, job.user_id)
+                self.scheduler.reserve(job.id, job.user_id, job.batch_id)
             log.info("job %s resumed in state %s", job.id, job.state.value)
             self._start(job)
         return len(jobs)

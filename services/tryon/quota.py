@@ -46,25 +46,28 @@ class QuotaPolicy:
         """With an allowlist, either the user or the chat must be on it."""
         return not self.allowed_chats or bool({chat_id, user_id} & self.allowed_chats)
 
-    async def check(self, user_id: int) -> Refusal | None:
-        """Whether one more try-on fits today's limits (0 means no limit)."""
+    async def check(self, user_id: int, count: int = 1) -> Refusal | None:
+        """Whether `count` more try-ons fit today's limits (0 means no limit)."""
         now = self._clock()
         day = utc_day(now)
         if self.user_daily_limit:
             used = await self._store.count_used(day, user_id)
-            if used >= self.user_daily_limit:
+            if used + count > self.user_daily_limit:
                 log.info("user %s refused: daily limit %d reached", user_id, used)
                 return Refusal("daily_limit", seconds_to_next_day(now))
         if self.daily_budget:
             spent = await self._store.count_used(day)
-            if spent >= self.daily_budget:
+            if spent + count > self.daily_budget:
                 log.warning("user %s refused: the bot's daily budget (%d) is spent", user_id, spent)
                 return Refusal("budget", seconds_to_next_day(now))
         return None
 
     async def remaining(self, user_id: int) -> int | None:
-        """Try-ons the user has left today (None: no per-user limit)."""
-        if not self.user_daily_limit:
-            return None
-        used = await self._store.count_used(utc_day(self._clock()), user_id)
-        return max(0, self.user_daily_limit - used)
+        """Try-ons the user may still start today (None: no limit applies)."""
+        day = utc_day(self._clock())
+        left = []
+        if self.user_daily_limit:
+            left.append(self.user_daily_limit - await self._store.count_used(day, user_id))
+        if self.daily_budget:
+            left.append(self.daily_budget - await self._store.count_used(day))
+        return max(0, min(left)) if left else None

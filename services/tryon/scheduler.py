@@ -16,6 +16,9 @@ Model
 * Only jobs whose task is actually awaiting ``slot()`` are handed a slot. A reserved job
   that has not entered ``slot()`` yet keeps its place in line but never sits on a slot it
   is not using, so a caller that reserves and then dies cannot leak capacity.
+* Batches: the jobs of one batch (one user request of several try-ons, e.g. three tops
+  on one person) count as one request towards the per-user allowance, and run one at a
+  time like any user's jobs; when nobody else is waiting, a batch may use more slots.
 * Positions: a waiting job's place is the number of waiting jobs reserved before it,
   plus one. Jobs skipped because their user is busy still count for those behind them.
 
@@ -32,7 +35,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 __all__ = [
     "PositionListener",
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 
 PositionListener = Callable[[dict[str, int]], None]
 """Receives ``job_id -> 1-based place`` for every waiting job whenever places change."""
@@ -71,6 +75,7 @@ class SchedulerLimits:
 class _Job:
     job_id: str
     user_id: int
+    batch: str | None = None
     state: Literal["waiting", "running"] = "waiting"
     entered: bool = False  # a task has entered slot() for this job
     waiter: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -93,6 +98,8 @@ class TryOnScheduler:
         self._user_running: Counter[int] = Counter()
         self._user_waiting: Counter[int] = Counter()
         self._positions: dict[str, int] = {}
+        # user -> request (a batch id, or a lone job's id) -> jobs of it still held
+        self._requests: dict[int, Counter[str]] = {}
 
     # -- public API ---------------------------------------------------------------------
 
@@ -110,21 +117,29 @@ class TryOnScheduler:
 
     def has_room(self, user_id: int) -> bool:
         """Whether the user may start one more try-on now (checked before asking for photos)."""
-        held = self._user_running[user_id] + self._user_waiting[user_id]
-        return held < self.limits.per_user_running + self.limits.per_user_waiting
+        return (
+            self.requests_of(user_id) < self.limits.per_user_running + self.limits.per_user_waiting
+        )
 
-    def reserve(self, job_id: str, user_id: int) -> None:
+    def requests_of(self, user_id: int) -> int:
+        """How many requests (lone jobs or whole batches) the user holds."""
+        return len(self._requests.get(user_id, ()))
+
+    def reserve(self, job_id: str, user_id: int, batch: str | None = None) -> None:
         """Admit a job at the end of the line, or raise :class:`QueueFull`.
 
         Reserving a job id that is already known is a no-op, so retries are harmless.
+        Jobs of a `batch` already admitted join it without counting as a new request.
         """
         if job_id in self._jobs:
             return
         running = self._user_running[user_id]
         waiting = self._user_waiting[user_id]
-        if running + waiting >= self.limits.per_user_running + self.limits.per_user_waiting:
+        joins = batch is not None and batch in self._requests.get(user_id, ())
+        if not joins and not self.has_room(user_id):
             raise QueueFull(running, waiting)
-        job = _Job(job_id, user_id)
+        job = _Job(job_id, user_id, batch)
+        self._hold(job)
         self._jobs[job_id] = job
         self._waiting[job_id] = job
         self._user_waiting[user_id] += 1
@@ -161,7 +176,7 @@ class TryOnScheduler:
         """1-based place among waiting jobs; ``None`` if running or unknown."""
         return self._positions.get(job_id)
 
-    def adopt_running(self, job_id: str, user_id: int) -> None:
+    def adopt_running(self, job_id: str, user_id: int, batch: str | None = None) -> None:
         """Count a job already in flight at DashScope (restart recovery) as running now.
 
         This may push ``running`` above ``max_concurrent``: those tasks exist whether we
@@ -170,8 +185,9 @@ class TryOnScheduler:
         """
         job = self._jobs.get(job_id)
         if job is None:
-            job = _Job(job_id, user_id)
+            job = _Job(job_id, user_id, batch)
             self._jobs[job_id] = job
+            self._hold(job)
         elif job.state == "running":
             return
         else:
@@ -224,7 +240,35 @@ class TryOnScheduler:
                 free -= 1
                 if free == 0:
                     break
+        if free > 0:
+            self._dispatch_batches(free)
         self._publish()
+
+    def _dispatch_batches(self, free: int) -> None:
+        """With slots still free and nobody else in line, a batch's next jobs may start."""
+        ready = [j for j in self._waiting.values() if j.waiter is not None and not j.waiter.done()]
+        if not ready or len({j.user_id for j in self._waiting.values()}) != 1:
+            return
+        for job in ready:
+            if job.batch is None or free == 0:
+                continue
+            del self._waiting[job.job_id]
+            _decrement(self._user_waiting, job.user_id)
+            self._mark_running(job)
+            assert job.waiter is not None
+            job.waiter.set_result(None)
+            free -= 1
+
+    def _hold(self, job: _Job) -> None:
+        self._requests.setdefault(job.user_id, Counter())[job.batch or job.job_id] += 1
+
+    def _unhold(self, job: _Job) -> None:
+        held = self._requests.get(job.user_id)
+        if held is None:
+            return
+        _decrement(held, job.batch or job.job_id)
+        if not held:
+            del self._requests[job.user_id]
 
     def _mark_running(self, job: _Job) -> None:
         job.state = "running"
@@ -236,6 +280,7 @@ class TryOnScheduler:
         if self._jobs.get(job.job_id) is not job:
             return
         del self._jobs[job.job_id]
+        self._unhold(job)
         if job.state == "running":
             del self._running[job.job_id]
             _decrement(self._user_running, job.user_id)
@@ -257,8 +302,8 @@ class TryOnScheduler:
                 log.exception("position listener failed")
 
 
-def _decrement(counts: Counter[int], user_id: int) -> None:
+def _decrement(counts: Counter[K], key: K) -> None:
     """Count down, dropping zero entries so idle users do not accumulate."""
-    counts[user_id] -= 1
-    if counts[user_id] <= 0:
-        del counts[user_id]
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]

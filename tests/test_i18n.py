@@ -41,6 +41,12 @@ ALERTS = {  # answerCallbackQuery: 200
     "refused_budget",
     "not_your_button",
     "not_allowed",
+    "take_unavailable",
+    "hd_off",
+    "gender_saved",
+    "fail_hd_expired",
+    "history_gone",
+    "result_resending",
 }
 BUTTON_LIMIT = 24  # what a phone shows on one button without cutting it
 SAMPLE = {
@@ -54,6 +60,13 @@ SAMPLE = {
     "minutes": "59 min",
     "seconds": "59 s",
     "gender": "woman",
+    "number": 12,
+    "count": 10,
+    "left": 12345,
+    "ready": 12345,
+    "most": 10,
+    "reason": "That picture seems damaged and I can't open it. Please send another one.",
+    "when": "2026-12-31 23:59",
 }
 
 

@@ -70,6 +70,8 @@ Clear photos of the garment alone on a plain background work best. Photos or ima
 
 /tryon start a try-on (in a group: reply /tryon to a garment photo to try it on)
 /me save your own photo, so you can skip step 1
+/compare put your last try-ons side by side
+/history see your try-ons of the last 24 hours again
 /cancel stop the current step or try-on
 /language change the language
 /forget delete everything I keep about you""",

@@ -2,6 +2,7 @@
 """Load benchmark: the real bot (`python -m bot`) against the test doubles, N simulated users.
 
     .venv/bin/python bench/run.py [--users 50] [--ramp 5] [--big-person] [--json] [--check]
+    .venv/bin/python bench/run.py --hostile [...]   # = bench/hostile.py: memory, hostile images
     python3 dev.py bench [same options]
 
 FakeTelegram and FakeDashScope run in this process's event loop; the bot is a subprocess
@@ -898,6 +899,11 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--hostile" in args:  # the memory benchmark with hostile images: bench/hostile.py
+        from bench.hostile import main as hostile
+
+        return hostile([arg for arg in args if arg != "--hostile"])
     # Errors inside the doubles (aiohttp logs them) are shown with the run's clock; a call
     # the bot abandons mid-request is counted in the report instead (BenchTelegram).
     logging.basicConfig(

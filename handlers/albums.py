@@ -354,7 +354,8 @@ async def on_confirm_input(update: Update, context: Context) -> object:
 # ---- albums seen in a group, for /tryon replying to one -----------------------------------
 
 SEEN_KEY = "albums_seen"
-SEEN_GROUP = 3  # a handler group of its own (2 is the language menu): it sees every album item, consumed or not
+# A handler group of its own (2 is the language menu): it sees every album item, consumed or not.
+SEEN_GROUP = 3
 SEEN_MAX = 200  # albums remembered (in memory, the most recent)
 
 SeenAlbums = dict[tuple[int, str], dict[int, tuple[InputImage, str | None]]]

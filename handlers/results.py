@@ -76,6 +76,8 @@ async def on_retry(update: Update, context: Context) -> None:
     if old is not None and not owns_job(update, old):
         await query.answer(context.t("not_your_button"), show_alert=True)
         return
+    if old is not None and old.state is JobState.FAILING:  # its notice is just out
+        old = await svc.runner.settled(old)
     if old is not None and has_paid_result(old):
         # A delivery problem: the stored result is sent again; nothing is submitted.
         if not await svc.runner.redeliver(old):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import pickle
@@ -11,13 +12,17 @@ import time
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import pillow_heif
 import pytest
 from PIL import ExifTags, Image, ImageCms, ImageDraw, ImageFile, features
 from PIL.JpegImagePlugin import JpegImageFile
 
+from bench.hostile_images import jpeg_multiscan
+from handlers.texts.messages import MESSAGES
+from services.images import intake as intake_module
+from services.images.intake import DecodeBudget, ImageIntake
 from services.images.normalize import (
     MAX_DOWNLOAD_BYTES,
     ImageLimits,
@@ -25,9 +30,11 @@ from services.images.normalize import (
     NormalizedImage,
     RejectReason,
     check_file_size,
+    decode_cost,
     normalize,
     sniff_is_image,
 )
+from services.model import FailureKind, InputImage
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -709,3 +716,384 @@ def test_downloads_as_bytearray_are_accepted(fmt: str) -> None:
     data = bytearray(encode(quadrants((400, 300)), fmt))
     assert sniff_is_image(data[:64])
     assert decode(normalize(data)).size == (400, 300)
+
+
+# --------------------------------------------------------------------------- memory bound
+
+
+def png_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG that stops after an empty IDAT: Pillow reads the header, decoding would fail."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    plte = chunk(b"PLTE", bytes(768)) if colour_type == 3 else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + plte + chunk(b"IDAT", b"")
+
+
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(self: ImageFile.ImageFile) -> None:
+        raise AssertionError("must not decode")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+
+@pytest.mark.parametrize(
+    ("bit_depth", "colour_type"),
+    [
+        pytest.param(16, 0, id="16-bit-gray"),  # the issue's 190 KB file that took ~1 GB
+        pytest.param(16, 2, id="16-bit-RGB"),
+        pytest.param(16, 4, id="16-bit-gray-alpha"),
+        pytest.param(8, 2, id="RGB"),
+        pytest.param(8, 4, id="gray-alpha"),
+        pytest.param(8, 6, id="RGBA"),
+    ],
+)
+def test_wide_huge_png_is_refused_from_header(
+    bit_depth: int, colour_type: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_decoding(monkeypatch)
+    data = png_header(9400, 9400, bit_depth, colour_type)
+
+    error = rejected(data)
+
+    assert (error.reason, error.width, error.height) == (
+        RejectReason.TOO_MANY_PIXELS,
+        9400,
+        9400,
+    )
+    with pytest.raises(ImageRejected) as info:
+        decode_cost(data)
+    assert info.value.reason is RejectReason.TOO_MANY_PIXELS
+
+
+@pytest.mark.parametrize(
+    ("bit_depth", "colour_type"),
+    [
+        pytest.param(8, 0, id="gray"),
+        pytest.param(8, 3, id="palette"),
+        pytest.param(1, 0, id="1-bit"),
+    ],
+)
+def test_one_byte_modes_fit_at_9400_px(
+    bit_depth: int, colour_type: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_decoding(monkeypatch)
+    cost = decode_cost(png_header(9400, 9400, bit_depth, colour_type))
+    # the decoded image (1 byte per pixel) and a quarter-size RGB(A) reduction
+    assert 9400 * 9400 < cost <= DEFAULT.max_decoded_bytes
+
+
+def test_decode_cost_counts_bytes_per_pixel(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_decoding(monkeypatch)
+    gray = decode_cost(png_header(5000, 5000, 8, 0))
+    gray16 = decode_cost(png_header(5000, 5000, 16, 0))
+    rgba = decode_cost(png_header(5000, 5000, 8, 6))
+    assert gray < gray16 < rgba
+    assert gray16 > 25_000_000 * 2  # the decoded image: 2 bytes per pixel
+    assert rgba > 25_000_000 * 4  # 4 bytes per pixel
+
+
+def test_max_decoded_bytes_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(quadrants((400, 300)), "PNG")
+    cost = decode_cost(data)
+    assert decode(normalize(data, ImageLimits(max_decoded_bytes=cost)))
+
+    no_decoding(monkeypatch)
+    error = rejected(data, ImageLimits(max_decoded_bytes=cost - 1))
+    assert (error.reason, error.width, error.height) == (RejectReason.TOO_MANY_PIXELS, 400, 300)
+
+
+def test_invalid_max_decoded_bytes() -> None:
+    with pytest.raises(ValueError):
+        ImageLimits(max_decoded_bytes=0)
+
+
+def test_progressive_jpeg_counts_its_coefficient_buffer() -> None:
+    """libjpeg keeps all DCT coefficients of a progressive JPEG, whatever the draft scale."""
+    img = Image.new("RGB", (4000, 3000), (200, 120, 40))
+    baseline = encode(img, "JPEG", quality=80)
+    progressive = encode(img, "JPEG", quality=80, progressive=True)
+
+    # 4:2:0: luma at full size, two chroma planes at a quarter; 2 bytes per coefficient
+    coefficients = 4000 * 3000 * 2 + 2 * (2000 * 1504 * 2)
+    drafted = 2000 * 1500 * 4  # decoded at 1/2 scale, 4 bytes per pixel
+    assert decode_cost(progressive) >= len(progressive) + coefficients + drafted
+    assert decode_cost(baseline) < len(baseline) + coefficients
+
+    limits = ImageLimits(max_decoded_bytes=decode_cost(baseline) + 1024 * 1024)
+    assert decode(normalize(baseline, limits)).size == (2000, 1500)
+    assert rejected(progressive, limits).reason is RejectReason.TOO_MANY_PIXELS
+
+
+def test_sequential_jpeg_in_several_scans_counts_its_coefficient_buffer() -> None:
+    # Three scans, one per component (what `jpegtran -scans` can make); hand-written.
+    data = jpeg_multiscan(3000)()
+    coefficients = 3 * 3000 * 3000 * 2
+    assert decode_cost(data) >= len(data) + coefficients
+
+    out = decode(normalize(data))  # and it decodes
+    assert out.size == (2048, 2048)
+    assert_colour(out.getpixel((1000, 1000)), (128, 128, 128), tolerance=2)
+
+    limits = ImageLimits(max_decoded_bytes=coefficients)
+    assert rejected(data, limits).reason is RejectReason.TOO_MANY_PIXELS
+
+
+def test_webp_counts_its_decoder_buffers() -> None:
+    data = encode(Image.new("RGB", (1000, 1000), RED), "WEBP", lossless=True)
+    # libwebp's canvas and frame, the bytes handed to Pillow, Pillow's image: 4 bytes each
+    assert decode_cost(data) >= 16 * 1000 * 1000
+
+
+def test_wide_modes_are_reduced_in_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above _REDUCE_ABOVE_PIXELS, a converted mode never exists at full size."""
+    converted: list[tuple[str, tuple[int, int]]] = []
+    original = Image.Image.convert
+
+    def spy(self: Image.Image, mode: str | None = None, *args: Any, **kwargs: Any) -> Image.Image:
+        result = original(self, mode, *args, **kwargs)
+        converted.append((result.mode, result.size))
+        return result
+
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    img = Image.new("P", (4200, 3000), 0)
+    img.putpalette(RED + WHITE)
+    ImageDraw.Draw(img).rectangle((2100, 0, 4199, 2999), fill=1)
+    data = encode(img, "PNG", transparency=1)  # the right half is transparent
+
+    out = decode(normalize(data))
+
+    assert out.size == (2048, 1463)
+    assert_colour(out.getpixel((500, 700)), RED)
+    assert_colour(out.getpixel((1500, 700)), WHITE)
+    assert converted
+    big = [(mode, size) for mode, size in converted if size[0] * size[1] > 4200 * 3000 // 4]
+    assert not big
+
+
+@pytest.mark.parametrize(
+    ("mode", "value", "fmt", "expected"),
+    [
+        pytest.param("I;16", 32896, "PNG", 128, id="16-bit-PNG"),
+        pytest.param("I;16", 65535, "TIFF", 255, id="16-bit-TIFF"),
+        pytest.param("I", 50_000, "TIFF", 128, id="32-bit-TIFF"),
+        pytest.param("F", 0.5, "TIFF", 128, id="float-TIFF"),
+        pytest.param("1", 1, "PNG", 255, id="1-bit"),
+        pytest.param("LA", (60, 255), "PNG", 60, id="gray-alpha"),
+    ],
+)
+def test_big_wide_mode_images_end_up_valid_jpegs(
+    mode: str, value: Any, fmt: str, expected: int
+) -> None:
+    img = Image.new(mode, (4200, 3000), value)
+    if mode == "I":  # a range beyond 16 bits: scaled from 0..100000 to 0..255
+        ImageDraw.Draw(img).rectangle((0, 0, 99, 99), fill=0)
+        ImageDraw.Draw(img).rectangle((100, 0, 199, 99), fill=100_000)
+    out = decode(normalize(encode(img, fmt)))
+
+    assert out.size == (2048, 1463)
+    pixel = out.getpixel((1500, 1000))
+    assert isinstance(pixel, tuple)
+    assert all(abs(channel - expected) <= 2 for channel in pixel), pixel
+
+
+def test_big_image_with_exif_rotation_is_rotated_after_reducing() -> None:
+    img = quadrants((4200, 3000)).convert("RGBA")
+    out = decode(normalize(encode(img, "PNG", exif=exif_with_orientation(6))))
+
+    # orientation 6: rotate 90° clockwise, so the top-left (red) goes to the top-right
+    assert out.size == (1463, 2048)
+    assert_colour(out.getpixel((1200, 300)), RED)
+    assert_colour(out.getpixel((300, 300)), WHITE)  # the bottom-left quadrant
+    assert_colour(out.getpixel((1200, 1800)), GREEN)
+
+
+def test_strips_reduce_exactly_like_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.images import normalize as module
+
+    monkeypatch.setattr(module, "_STRIP_BYTES", 4 * 301 * 7)  # 7 rows: rounded to 6
+    rng = random.Random(1)
+    img = Image.frombytes("P", (301, 200), rng.randbytes(301 * 200))
+    img.putpalette(rng.randbytes(768))
+    img.info["transparency"] = bytes(rng.randrange(256) for _ in range(256))
+
+    with img.convert("RGBA") as rgba, rgba.convert("RGBa") as whole:
+        expected = whole.reduce(3)
+    actual = module._reduce(img, 3)
+
+    assert actual.mode == "RGBa"
+    assert actual.tobytes() == expected.tobytes()
+
+
+def test_every_reject_reason_has_texts_and_a_failure_kind() -> None:
+    for reason in RejectReason:
+        assert f"reject_{reason.value}" in MESSAGES
+        assert f"fail_image_{reason.value}" in MESSAGES
+        assert FailureKind(f"image_{reason.value}")
+
+
+def test_memory_refusal_says_why_in_logs() -> None:
+    error = rejected(png_header(9400, 9400, 16, 0))
+    assert error.detail is not None and "I;16" in error.detail and "MiB" in error.detail
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.reason, copy.width, copy.detail) == (error.reason, 9400, error.detail)
+
+
+# --------------------------------------------------------------------------- decode budget
+
+
+async def test_budget_waits_in_order_and_caps_at_capacity() -> None:
+    budget = DecodeBudget(100)
+    order: list[str] = []
+
+    async def use(name: str, amount: int, hold: asyncio.Event) -> None:
+        taken = await budget.acquire(amount)
+        order.append(name)
+        assert budget.in_use <= budget.capacity
+        await hold.wait()
+        budget.release(taken)
+
+    gates = {name: asyncio.Event() for name in "abcd"}
+    tasks = [
+        asyncio.create_task(use("a", 60, gates["a"])),
+        asyncio.create_task(use("b", 500, gates["b"])),  # capped: runs alone
+        asyncio.create_task(use("c", 10, gates["c"])),  # fits now, but waits behind b
+    ]
+    await asyncio.sleep(0)
+    assert order == ["a"]
+    gates["a"].set()
+    await asyncio.sleep(0.01)
+    assert order == ["a", "b"] and budget.in_use == 100
+    gates["b"].set()
+    gates["c"].set()
+    await asyncio.gather(*tasks)
+    assert order == ["a", "b", "c"]
+    assert budget.in_use == 0 and budget.peak == 100
+
+
+async def test_budget_cancelled_waiter_lets_others_in() -> None:
+    budget = DecodeBudget(100)
+    first = await budget.acquire(80)
+    big = asyncio.create_task(budget.acquire(50))
+    small = asyncio.create_task(budget.acquire(20))
+    await asyncio.sleep(0)
+    assert not small.done()  # behind big
+    big.cancel()
+    taken = await asyncio.wait_for(small, 1.0)  # granted once big gave up its place
+    assert big.cancelled()
+    assert (taken, budget.in_use) == (20, 100)
+    budget.release(first)
+    budget.release(taken)
+    assert budget.in_use == 0
+
+
+class Files:
+    """FileSource double: the bytes registered under each file id."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    async def download(self, file_id: str) -> bytearray:
+        return bytearray(self.files[file_id])
+
+
+async def test_intake_decodes_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = encode(Image.new("RGBA", (1000, 800), (*RED, 255)), "PNG")
+    small = encode(quadrants(), "JPEG")
+    limits = ImageLimits(max_decoded_bytes=decode_cost(bytearray(big)))
+    files = Files({"big1": big, "big2": big, "small": small})
+    intake = ImageIntake(
+        cast(Any, files), cast(Any, None), cast(Any, None), model="m", limits=limits
+    )
+    running: list[int] = []
+    most = 0
+    original = normalize
+
+    def counting(data: bytes | bytearray, lim: ImageLimits) -> NormalizedImage:
+        nonlocal most
+        running.append(1)
+        most = max(most, len(running))
+        try:
+            time.sleep(0.05)
+            return original(data, lim)
+        finally:
+            running.pop()
+
+    monkeypatch.setattr(intake_module, "normalize", counting)
+    images = [InputImage(file_id=name, unique_id=name) for name in ("big1", "big2")]
+
+    results = await asyncio.gather(*(intake._check(image) for image in images))
+
+    assert [r.width for r in results] == [1000, 1000]
+    assert most == 1  # each one takes the whole budget: one after the other
+    assert intake.budget.peak == limits.max_decoded_bytes
+    assert intake.budget.in_use == 0
+    # a file above the budget is refused from its header and reserves nothing
+    files.files["huge"] = png_header(9400, 9400, 16, 0)
+    with pytest.raises(ImageRejected) as info:
+        await intake._check(InputImage(file_id="huge", unique_id="huge"))
+    assert info.value.reason is RejectReason.TOO_MANY_PIXELS
+    assert intake.budget.in_use == 0
+
+
+class FakeUploads:
+    """UploadCache and DashScope upload doubles: remembers uploads in memory."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[str, float]] = {}
+        self.count = 0
+
+    async def get(self, model: str, unique_id: str, valid_after: float) -> tuple[str, float] | None:
+        hit = self.cache.get(unique_id)
+        return hit if hit and hit[1] > valid_after else None
+
+    async def remember(self, model: str, unique_id: str, url: str, expires_at: float) -> None:
+        self.cache[unique_id] = (url, expires_at)
+
+    async def get_upload_policy(self, model: str | None = None) -> Any:
+        class Policy:
+            def valid_for(self, margin: float = 30.0) -> bool:
+                return True
+
+        return Policy()
+
+    async def upload(self, policy: Any, data: bytes, name: str) -> str:
+        await asyncio.sleep(0.05)  # on the network
+        self.count += 1
+        return f"oss://{self.count}"
+
+
+async def test_a_file_checked_while_its_copy_was_uploaded_is_not_uploaded_again() -> None:
+    """Two group members send the same garment; the second check ends after the first
+    upload: one upload."""
+    release_second = asyncio.Event()
+    downloads = 0
+
+    class SlowSecond:
+        async def download(self, file_id: str) -> bytearray:
+            nonlocal downloads
+            downloads += 1
+            if downloads == 2:
+                await release_second.wait()
+            return bytearray(encode(quadrants(), "JPEG"))
+
+    fake = FakeUploads()
+    intake = ImageIntake(
+        cast(Any, SlowSecond()), cast(Any, fake), cast(Any, fake), model="m", limits=DEFAULT
+    )
+    garment = InputImage(file_id="g", unique_id="g")
+    first = await intake.accept(garment)
+    second = asyncio.create_task(intake.accept(garment))
+    await asyncio.sleep(0.01)
+    assert downloads == 2  # the second check started while the first upload was on the wire
+    await asyncio.wait(list(intake._background))  # the first upload is done
+    assert fake.count == 1 and ("m", "g") not in intake._in_flight
+    release_second.set()
+
+    assert first.url is None  # checked; uploading in the background
+    assert (await second).url == "oss://1"  # the first upload, reused
+    assert fake.count == 1
+    await intake.close()

@@ -67,6 +67,7 @@ class MemoryNotifier:
     defer_next: int = 0  # Telegram cannot take the next N results now
     move_to_chat: int | None = None  # the chat became a supergroup
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    notice_gate: asyncio.Event | None = None  # failure notices wait for it (then return)
 
     async def started(self, job: Job) -> Receipt:
         return Receipt(job.chat_id, 100)
@@ -89,6 +90,9 @@ class MemoryNotifier:
 
     async def failed(self, job: Job, kind: FailureKind) -> Receipt:
         self.failures.append((job.id, kind))
+        self.changed.set()
+        if self.notice_gate is not None:
+            await self.notice_gate.wait()
         return Receipt(job.chat_id, 300)
 
     async def finished(self, job: Job) -> None:
@@ -672,3 +676,25 @@ def test_every_failure_kind_is_either_transient_or_final() -> None:
     assert not FailureKind.IMAGE_TOO_SMALL.transient
     assert FailureKind.SERVICE_UNAVAILABLE.operator_problem
     assert FailureKind.parse("no-such-kind") is FailureKind.UNKNOWN
+
+
+async def test_a_button_under_a_notice_sees_the_final_state(make_rig: Callable[..., Any]) -> None:
+    """ "Try again" can be pressed while the job that sent the notice still records how it
+    ended: `settled` waits for that, so the press is not refused."""
+    rig: Rig = await make_rig()
+    rig.notifier.notice_gate = asyncio.Event()
+    rig.ds.script_next_task("FAILED", "InternalError")
+    job = rig.job()
+    await rig.runner.launch(job)
+
+    async def notice_sent() -> None:
+        while not rig.notifier.failures:
+            rig.notifier.changed.clear()
+            await rig.notifier.changed.wait()
+
+    await asyncio.wait_for(notice_sent(), 10)
+    stored = await rig.store.get(job.id)
+    assert stored is not None and stored.state is JobState.FAILING
+    settling = asyncio.create_task(rig.runner.settled(stored))
+    rig.notifier.notice_gate.set()
+    assert (await settling).state is JobState.FAILED

@@ -17,7 +17,8 @@ the try-on's, with its own credential, single flight and cache entries.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from services.images.normalize import (
     NormalizedImage,
     RejectReason,
     check_file_size,
+    decode_cost,
     normalize,
     sniff_is_image,
 )
@@ -43,8 +45,61 @@ log = logging.getLogger(__name__)
 
 UPLOAD_LIFETIME = 48 * 3600.0  # DashScope deletes temporary files after 48 h
 UPLOAD_MARGIN = 2 * 3600.0  # never rely on an upload with less life left than this
-BIG_FILE = 4 * 1024 * 1024  # bytes above which an image is decoded alone
 RECENT_UPLOADS = 256
+
+
+class DecodeBudget:
+    """The memory image checks may take at once, in (estimated) bytes, shared by all checks.
+
+    A check reserves what :func:`decode_cost` says its image needs, from the header, before
+    decoding it, and waits while the others hold too much; waiters are served in order, so a
+    big image is not overtaken forever by small ones. A reservation larger than the whole
+    budget is capped to it (it then runs alone).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self.in_use = 0
+        self.peak = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, amount: int) -> int:
+        """Waits until ``amount`` (capped to the capacity) is free and takes it; returns
+        what was taken, to give back with :meth:`release`."""
+        amount = max(0, min(amount, self.capacity))
+        if not self._waiters and self.in_use + amount <= self.capacity:
+            self._take(amount)
+            return amount
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (amount, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(amount)  # granted just as we were cancelled
+            else:
+                self._waiters.remove(entry)
+                self._wake()  # we may have been blocking smaller ones behind us
+            raise
+        return amount
+
+    def release(self, amount: int) -> None:
+        self.in_use -= amount
+        self._wake()
+
+    def _take(self, amount: int) -> None:
+        self.in_use += amount
+        self.peak = max(self.peak, self.in_use)
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use + self._waiters[0][0] <= self.capacity:
+            amount, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take(amount)
+                waiter.set_result(None)
 
 
 class PolicyCache:
@@ -77,6 +132,7 @@ class ImageIntake:
         model: str,
         limits: ImageLimits,
         decode_slots: int = 2,
+        decode_budget: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._files = files
@@ -85,9 +141,11 @@ class ImageIntake:
         self._model = model
         self._limits = limits
         self._policies = {model: PolicyCache(client, model)}
-        # Bounds the images held in memory at once (download + decode), whatever the load.
+        # Bounds the images held in memory at once (download + decode), whatever the load:
+        # at most decode_slots downloaded files, and decoding within the byte budget (by
+        # default what one image may take at most, so two big ones take turns).
         self._decode_gate = asyncio.Semaphore(decode_slots)
-        self._big_gate = asyncio.Semaphore(1)
+        self.budget = DecodeBudget(decode_budget or limits.max_decoded_bytes)
         self._in_flight: dict[tuple[str, str], asyncio.Future[InputImage]] = {}
         self._background: set[asyncio.Task[InputImage]] = set()
         # The last uploads made here: a caller that missed the cache while an upload was
@@ -113,6 +171,11 @@ class ImageIntake:
         if reused is not None:
             return reused  # a garment the group already tried on
         checked = await self._check(image)
+        # Another member's copy of this file may have been uploaded while this one was
+        # being checked: upload once.
+        recent = self._recent.get((self._model, image.unique_id))
+        if recent is not None and self.usable(recent):
+            return replace(image, url=recent.url, url_expires_at=recent.url_expires_at)
         self._upload_in_background(image, checked)
         return image
 
@@ -129,14 +192,25 @@ class ImageIntake:
     async def _check(self, image: InputImage) -> NormalizedImage:
         """Downloads and checks one image; raises ImageRejected with a reason to show."""
         check_file_size(image.file_size)
-        # A 12 MB, 48 MP photo costs ~50 MB while it is decoded: one such at a time.
-        big = self._big_gate if (image.file_size or 0) > BIG_FILE else contextlib.nullcontext()
-        async with big, self._decode_gate:
+        async with self._decode_gate:
             data = await self._files.download(image.file_id)
             check_file_size(len(data))
             if not sniff_is_image(data[:64]):
                 raise ImageRejected(RejectReason.UNSUPPORTED_FORMAT)
-            return await asyncio.to_thread(normalize, data, self._limits)
+            # From the header: refuses what would take too much memory, before decoding.
+            cost = await asyncio.to_thread(decode_cost, data, self._limits)
+            reserved = await self.budget.acquire(cost)
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(None, functools.partial(normalize, data, self._limits))
+            # The reservation is given back when the decode ends, even if this task is
+            # cancelled meanwhile (a worker thread cannot be stopped).
+            work.add_done_callback(functools.partial(self._decoded, reserved))
+            return await asyncio.shield(work)
+
+    def _decoded(self, reserved: int, work: asyncio.Future[NormalizedImage]) -> None:
+        self.budget.release(reserved)
+        if not work.cancelled():
+            work.exception()  # mark retrieved: the checker, if still waiting, re-raises it
 
     def _upload_in_background(self, image: InputImage, checked: NormalizedImage) -> None:
         key = (self._model, image.unique_id)

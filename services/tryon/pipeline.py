@@ -230,6 +230,14 @@ class TryOnRunner:
         """The runner's clock (expiry checks of results and crops use it)."""
         return self._clock()
 
+    async def settled(self, job: Job, timeout: float = 5.0) -> Job:
+        """The job once this process has finished with it (a button pressed under a
+        failure notice can arrive before the notice's job records its final state)."""
+        task = self._tasks.get(job.id)
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout)
+        return await self.store.get(job.id) or job
+
     async def full_size(self, job: Job) -> bytes:
         """The job's result as DashScope made it (raises DashScopeError once it expired)."""
         if job.result_url is None:

@@ -298,16 +298,14 @@ class JobWatcher:
             return
         day = utc_day(self._clock())
         used = await self._count_billable(day)
-        for percent, kind in ((100, BUDGET_100), (80, BUDGET_80)):
-            if used * 100 >= budget * percent:
-                if (day, percent) not in self._budget_reported:
-                    self._budget_reported.add((day, percent))
-                    await self._tools.reporter.report(
-                        kind,
-                        f"{used} of today's {budget} try-ons used ({day}, TRYON_DAILY_BUDGET)"
-                        + ("; new try-ons are refused until 00:00 UTC" if percent == 100 else ""),
-                    )
-                break
+        for percent, kind in ((80, BUDGET_80), (100, BUDGET_100)):
+            if used * 100 >= budget * percent and (day, percent) not in self._budget_reported:
+                self._budget_reported.add((day, percent))
+                await self._tools.reporter.report(
+                    kind,
+                    f"{used} of today's {budget} try-ons used ({day}, TRYON_DAILY_BUDGET)"
+                    + ("; new try-ons are refused until 00:00 UTC" if percent == 100 else ""),
+                )
 
     async def run(self, interval: float) -> None:
         while True:

@@ -245,6 +245,7 @@ async def set_admin_commands(
 
 FINAL_STATES = ("delivered", "failed", "canceled", "interrupted")
 GIVEN_UP_KINDS = ("timeout",)
+LOOKBACK = 60.0  # seconds: a job's final write may commit after a later-stamped one
 
 
 class JobWatcher:
@@ -263,6 +264,9 @@ class JobWatcher:
         self._count_billable = count_billable
         self._clock = clock
         self._cursor = clock()
+        # Jobs already counted, by id: a write stamped earlier may commit later, so each
+        # round looks back LOOKBACK seconds and skips what it has seen.
+        self._counted: dict[str, float] = {}
         self._budget_reported: set[tuple[str, int]] = set()
 
     async def step(self) -> None:
@@ -272,11 +276,14 @@ class JobWatcher:
             f"SELECT id, state, error_kind, model, created_at, delivered_at, result_url, "
             f"updated_at FROM jobs WHERE updated_at > ? AND state IN ({marks}) "
             f"ORDER BY updated_at",
-            (self._cursor, *FINAL_STATES),
+            (self._cursor - LOOKBACK, *FINAL_STATES),
         )
         metrics = self._tools.metrics
         prices = self._tools.config.prices
         for row in rows:
+            if row["id"] in self._counted:
+                continue
+            self._counted[str(row["id"])] = float(row["updated_at"])
             self._cursor = max(self._cursor, float(row["updated_at"]))
             state, kind = str(row["state"]), str(row["error_kind"] or "")
             metrics.tryons.labels(state, kind if state != "delivered" else "").inc()
@@ -290,6 +297,8 @@ class JobWatcher:
                     f"job {row['id']} was given up after TRYON_TASK_DEADLINE "
                     f"({self._tools.config.task_deadline:g} s) without a result",
                 )
+        horizon = self._cursor - LOOKBACK
+        self._counted = {k: v for k, v in self._counted.items() if v >= horizon}
         await self._check_budget()
 
     async def _check_budget(self) -> None:

@@ -57,7 +57,7 @@ from handlers.keyboards import (
     parse_callback,
     pattern,
 )
-from handlers.launch import offer_undelivered, owns_job, refused_at_start, start_tryon
+from handlers.launch import button_job, offer_undelivered, refused_at_start, start_tryon
 from handlers.profile import ask_me_photo, on_me, on_me_delete, on_me_photo
 from handlers.prompts import CATEGORY, ME, ask
 from services.model import Job, new_job_id
@@ -175,10 +175,7 @@ async def on_again(update: Update, context: Context) -> object:
     query = update.callback_query
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
-    job = await context.services.store.get(parsed.argument) if parsed else None
-    if job is not None and not owns_job(update, job):
-        await query.answer(context.t("not_your_button"), show_alert=True)
-        return None
+    job = await button_job(update, context, parsed.argument if parsed else None)
     await query.answer()
     if job is None:
         return await start_flow(update, context)

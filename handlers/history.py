@@ -14,6 +14,7 @@ from handlers.common import say, thread_of
 from handlers.compare import RESULTS_KEPT
 from handlers.context import Context
 from handlers.keyboards import Action, callback, parse_callback, pattern, result_markup
+from handlers.launch import button_job
 
 HISTORY_SIZE = 8
 
@@ -42,7 +43,7 @@ async def on_history_item(update: Update, context: Context) -> None:
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
     svc = context.services
-    job = await svc.store.get(parsed.argument) if parsed else None
+    job = await button_job(update, context, parsed.argument if parsed else None)
     fresh = job is not None and job.created_at >= time.time() - RESULTS_KEPT
     if job is None or job.result_file_id is None or not fresh:
         await query.answer(context.t("history_gone"), show_alert=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from telegram import Update
+from telegram.ext import ApplicationHandlerStop
 
 from handlers.context import Context
 from services.model import RESULT_LIFETIME, Job
@@ -28,6 +29,18 @@ async def refused_at_start(context: Context, user_id: int, lang: str) -> str | N
     if not svc.scheduler.has_room(user_id):
         return context.t("too_many_running", lang)
     return None
+
+
+async def button_job(update: Update, context: Context, job_id: str | None) -> Job | None:
+    """The job a pressed button acts on (None: gone). The job of another user or chat
+    (forged callback data) gets the "not your button" alert and stops the update there
+    (ApplicationHandlerStop): nothing changes."""
+    job = await context.services.store.get(job_id) if job_id else None
+    if job is not None and not owns_job(update, job):
+        if update.callback_query is not None:
+            await update.callback_query.answer(context.t("not_your_button"), show_alert=True)
+        raise ApplicationHandlerStop
+    return job
 
 
 def owns_job(update: Update, job: Job) -> bool:

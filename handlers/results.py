@@ -12,7 +12,7 @@ from handlers.common import say
 from handlers.context import Context
 from handlers.delivery import failure_text
 from handlers.keyboards import Action, confirm_markup, gender_row, parse_callback, pattern
-from handlers.launch import owns_job, start_tryon
+from handlers.launch import button_job, start_tryon
 from services.dashscope import DashScopeError
 from services.model import GENDERS, FailureKind, Job, JobKind, JobState
 from services.tryon.failures import Failure
@@ -35,10 +35,7 @@ async def on_full_size(update: Update, context: Context) -> None:
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
     svc = context.services
-    job = await svc.store.get(parsed.argument) if parsed else None
-    if job is not None and not owns_job(update, job):
-        await query.answer(context.t("not_your_button"), show_alert=True)
-        return
+    job = await button_job(update, context, parsed.argument if parsed else None)
     if job is None or job.result_url is None:
         await query.answer(context.t("full_size_gone"), show_alert=True)
         return
@@ -72,10 +69,7 @@ async def on_retry(update: Update, context: Context) -> None:
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
     svc = context.services
-    old = await svc.store.get(parsed.argument) if parsed else None
-    if old is not None and not owns_job(update, old):
-        await query.answer(context.t("not_your_button"), show_alert=True)
-        return
+    old = await button_job(update, context, parsed.argument if parsed else None)
     if old is not None and old.state is JobState.FAILING:  # its notice is just out
         old = await svc.runner.settled(old)
     if old is not None and has_paid_result(old):
@@ -104,8 +98,7 @@ async def _source(update: Update, context: Context) -> Job | None:
     query = update.callback_query
     assert query is not None and query.data is not None
     parsed = parse_callback(query.data)
-    job_id = parsed.argument.rpartition("-")[2] if parsed else ""
-    return await context.services.store.get(job_id) if job_id else None
+    return await button_job(update, context, parsed.argument.rpartition("-")[2] if parsed else None)
 
 
 async def _asked_first(update: Update, context: Context, action: Action, job: Job) -> bool:

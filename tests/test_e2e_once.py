@@ -253,7 +253,7 @@ async def test_an_ambiguous_send_is_resent_at_most_once(
 # ---- 7: forged buttons -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["again", "retry", "full"])
+@pytest.mark.parametrize("action", ["again", "retry", "full", "take", "hd", "hist"])
 async def test_forged_callback_data_changes_nothing(
     tg: FakeTelegram,
     ds: FakeDashScope,

@@ -69,10 +69,6 @@ class AdminReporter:
         self._clock = clock
         self._kinds: dict[str, _Kind] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.admin_ids)
-
     def recently_notified(self, kind: str) -> bool:
         """Whether an admin received a report of this kind within the window."""
         state = self._kinds.get(kind)

@@ -114,9 +114,6 @@ class BurstGuard:
             self._open.pop(oldest_key[0], None)
         return state
 
-    def tracked(self) -> int:
-        return len(self._states)
-
     def count(self, chat_id: int, user_id: int) -> bool:
         """Counts one input; True if the user has just been muted for flooding."""
         state = self.state(chat_id, user_id)

@@ -233,48 +233,44 @@ async def on_wrong_input(update: Update, context: Context) -> object:
 
 
 async def on_skip(update: Update, context: Context) -> object:
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-    draft = current_draft(update, context)
-    step = draft.next_step() if draft else None
-    if draft is None or step is None:
-        return await expired(update, context)
-    if step == PERSON:
-        await say(update, context, context.t("cannot_skip_person", draft.lang))
-        return None
-    if step == BOTTOM and draft.top is None:
-        key = "cannot_skip_kept" if draft.keep == TOP else "cannot_skip_both"
-        await say(update, context, context.t(key, draft.lang), force_reply=True)
-        return None
-    message = update.effective_message
-    if update.callback_query is None and message is not None and draft.last_message_id is None:
-        draft.last_message_id = message.message_id  # e.g. after a migration: reply to /skip
-    draft.put(step, None)
-    return await advance(update, context, draft)
+    """/skip at a garment step: the model picks that garment."""
+    return await without_new_garment(update, context, keep=False)
 
 
 async def on_keep(update: Update, context: Context) -> object:
     """Keep mine: the person keeps their own top/bottom (found by the parsing model, which
-    starts at once in the background). At least one garment must be new."""
+    starts at once in the background)."""
+    return await without_new_garment(update, context, keep=True)
+
+
+async def without_new_garment(update: Update, context: Context, *, keep: bool) -> object:
+    """A garment step passed without a photo (/skip or /keep). At least one garment must
+    be new, and the person step cannot be passed."""
     if update.callback_query is not None:
         await update.callback_query.answer()
     draft = current_draft(update, context)
     step = draft.next_step() if draft else None
     if draft is None or step is None:
         return await expired(update, context)
+    verb = "keep" if keep else "skip"
     if step == PERSON:
-        await say(update, context, context.t("cannot_keep_person", draft.lang))
+        await say(update, context, context.t(f"cannot_{verb}_person", draft.lang))
         return None
     if step == BOTTOM and draft.top is None:
-        key = "cannot_keep_both" if draft.keep == TOP else "cannot_keep_after_skip"
+        kept_top = draft.keep == TOP
+        if keep:
+            key = "cannot_keep_both" if kept_top else "cannot_keep_after_skip"
+        else:
+            key = "cannot_skip_kept" if kept_top else "cannot_skip_both"
         await say(update, context, context.t(key, draft.lang), force_reply=True)
         return None
-    assert draft.person is not None
     message = update.effective_message
     if update.callback_query is None and message is not None and draft.last_message_id is None:
-        draft.last_message_id = message.message_id
-    context.services.garments.prepare_keep(draft.person, step)
-    draft.keep = step
+        draft.last_message_id = message.message_id  # e.g. after a migration: reply to it
+    if keep:
+        assert draft.person is not None
+        context.services.garments.prepare_keep(draft.person, step)
+        draft.keep = step
     draft.put(step, None)
     return await advance(update, context, draft)
 
